@@ -1,0 +1,22 @@
+"""otel-excellence: an OpenTelemetry distribution for Python services.
+
+Start a service with ``opentelemetry-instrument python app.py`` and set
+``OTEL_SERVICE_NAME`` and ``OTEL_EXPORTER_OTLP_ENDPOINT``; nothing else is needed. For
+processes that cannot use the wrapper, call :func:`configure`.
+"""
+
+from __future__ import annotations
+
+from otel_excellence._api import configure
+from otel_excellence._settings import Settings
+from otel_excellence.exceptions import ConfigurationError, OtelExcellenceError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigurationError",
+    "OtelExcellenceError",
+    "Settings",
+    "__version__",
+    "configure",
+]

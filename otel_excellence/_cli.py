@@ -1,0 +1,47 @@
+"""The ``otel-excellence`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from otel_excellence import __version__
+from otel_excellence._settings import Settings, all_settings, render_markdown
+
+
+def _settings(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(render_markdown(), end="")
+        return 0
+    resolved = Settings.load()
+    for setting in all_settings():
+        value = setting.parser.render(getattr(resolved, setting.field))
+        print(f"{setting.env}={value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="otel-excellence",
+        description="otel-excellence: OpenTelemetry for Python services, with findings.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    settings = commands.add_parser(
+        "settings", help="print the effective OTEL_EXCELLENCE_* settings"
+    )
+    settings.add_argument(
+        "--markdown", action="store_true", help="print the configuration reference table"
+    )
+    settings.set_defaults(handler=_settings)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

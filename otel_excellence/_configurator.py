@@ -1,0 +1,191 @@
+"""Build the SDK providers through the SDK's own configurator, with our chain around it.
+
+One code path serves the ``opentelemetry_configurator`` entry point (zero-code launch)
+and ``otel_excellence.configure()`` (gunicorn ``post_fork``, notebooks).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry._logs import get_logger_provider
+from opentelemetry.context import Context
+from opentelemetry.metrics import get_meter_provider
+from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+from opentelemetry.sdk._logs import LogRecordProcessor
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk.environment_variables import OTEL_SDK_DISABLED
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from otel_excellence import _logs
+from otel_excellence._log import internal_error, logger, warn_once
+from otel_excellence._pipeline import (
+    CountingLogExporter,
+    CountingLogRecordProcessor,
+    CountingSpanExporter,
+    DeliveryCounter,
+    EnrichingSpanProcessor,
+    SpanEnricher,
+)
+from otel_excellence._resource import resource_attributes
+from otel_excellence._settings import Settings
+from otel_excellence._shutdown import ShutdownPlan
+
+_lock = threading.Lock()
+_configured = False
+
+# Feature modules contribute enrichers and log record processors from the settings.
+EnricherFactory = Callable[[Settings], list[SpanEnricher]]
+LogProcessorFactory = Callable[[Settings], list[LogRecordProcessor]]
+_enricher_factories: list[EnricherFactory] = []
+_log_processor_factories: list[LogProcessorFactory] = []
+
+
+def register_enrichers(factory: EnricherFactory) -> None:
+    _enricher_factories.append(factory)
+
+
+def register_log_processors(factory: LogProcessorFactory) -> None:
+    _log_processor_factories.append(factory)
+
+
+class _FanOut(SpanProcessor):
+    """Hands each span to every exporting processor (one per configured exporter)."""
+
+    def __init__(self) -> None:
+        self.processors: list[SpanProcessor] = []
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        for processor in self.processors:
+            processor.on_start(span, parent_context=parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        for processor in self.processors:
+            processor.on_end(span)
+
+    def shutdown(self) -> None:
+        for processor in self.processors:
+            processor.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return all(p.force_flush(timeout_millis) for p in self.processors)
+
+
+class _Placeholder(SpanProcessor):
+    """What the SDK registers per exporter; the real work happens in the one chain."""
+
+
+def _abort(exporter: Any) -> Callable[[], None]:
+    return exporter.shutdown  # type: ignore[no-any-return]
+
+
+def _endpoint_description() -> str:
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "the default OTLP endpoint"
+    protocol = os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    return f"{endpoint} ({protocol})"
+
+
+def _sdk_kwargs(settings: Settings, plan: ShutdownPlan) -> dict[str, Any]:
+    """The kwargs for the SDK's ``_initialize_components``: our chain and resource."""
+    span_counter = DeliveryCounter("spans")
+    log_counter = DeliveryCounter("log records")
+    plan.counters += [span_counter, log_counter]
+    fan_out = _FanOut()
+    enrichers = [e for factory in _enricher_factories for e in factory(settings)]
+    chain = EnrichingSpanProcessor(fan_out, enrichers, span_counter)
+
+    def export_span_processor(exporter: SpanExporter) -> SpanProcessor:
+        plan.aborts.append(_abort(exporter))
+        fan_out.processors.append(BatchSpanProcessor(CountingSpanExporter(exporter, span_counter)))
+        return _Placeholder()
+
+    def export_log_record_processor(exporter: LogRecordExporter) -> LogRecordProcessor:
+        plan.aborts.append(_abort(exporter))
+        return CountingLogRecordProcessor(
+            BatchLogRecordProcessor(CountingLogExporter(exporter, log_counter)), log_counter
+        )
+
+    return {
+        "resource_attributes": resource_attributes(settings),
+        "span_processors": [chain],
+        "export_span_processor": export_span_processor,
+        "log_record_processors": [p for f in _log_processor_factories for p in f(settings)],
+        "export_log_record_processor": export_log_record_processor,
+    }
+
+
+def _register_metric_exporter_aborts(plan: ShutdownPlan) -> None:
+    # No configurator kwarg reaches metric exporters; the readers hold them privately.
+    provider = get_meter_provider()
+    config = getattr(provider, "_sdk_config", None)
+    for reader in getattr(config, "metric_readers", ()):
+        exporter = getattr(reader, "_exporter", None)
+        if exporter is not None:
+            plan.aborts.append(_abort(exporter))
+
+
+def _sdk_disabled() -> bool:
+    return os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true"
+
+
+def configure_sdk(
+    overrides: Mapping[str, Any] | None = None, sdk_kwargs: Mapping[str, Any] | None = None
+) -> bool:
+    """Configure the providers once per process; True if this call did it."""
+    global _configured  # noqa: PLW0603 - one SDK per process is the point
+    with _lock:
+        if _configured:
+            warn_once(
+                "configure-twice",
+                "OpenTelemetry is already configured in this process; this call does nothing",
+            )
+            return False
+        _configured = True
+    try:
+        settings = Settings.load(overrides=overrides)
+        settings.apply_log_level()
+        if _sdk_disabled():
+            logger.info("%s=true: telemetry is off", OTEL_SDK_DISABLED)
+            return True
+        _logs.install()
+        if os.environ.get("OTEL_CONFIG_FILE"):
+            warn_once(
+                "config-file",
+                "OTEL_CONFIG_FILE is set: the SDK builds its providers from that file, so "
+                "otel-excellence's span enrichment, log processors and bounded shutdown "
+                "are not applied",
+            )
+            _OTelSDKConfigurator()._configure(**dict(sdk_kwargs or {}))  # type: ignore[no-untyped-call]
+            return True
+        plan = ShutdownPlan(settings.shutdown_timeout_ms, _endpoint_description())
+        kwargs = {**_sdk_kwargs(settings, plan), **dict(sdk_kwargs or {})}
+        _OTelSDKConfigurator()._configure(**kwargs)  # type: ignore[no-untyped-call]
+        _register_metric_exporter_aborts(plan)
+        for signal, provider in (
+            ("traces", trace.get_tracer_provider()),
+            ("metrics", get_meter_provider()),
+            ("logs", get_logger_provider()),
+        ):
+            plan.add_provider(signal, provider)
+        plan.install()
+    except Exception:  # noqa: BLE001 - configuration never raises into the application
+        internal_error("SDK configuration")
+    return True
+
+
+class OtelExcellenceConfigurator(_OTelSDKConfigurator):
+    """The ``opentelemetry_configurator`` entry point."""
+
+    def _configure(self, **kwargs: Any) -> None:
+        configure_sdk(sdk_kwargs=kwargs)
+
+
+def _reset_for_tests() -> None:
+    global _configured  # noqa: PLW0603
+    with _lock:
+        _configured = False

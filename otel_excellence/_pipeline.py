@@ -1,0 +1,186 @@
+"""The processing chain around the exporting processors, and delivery accounting.
+
+An ended span is immutable, so enrichment wraps the exporting processor: ``on_end``
+runs the configured enrichers once, builds an enriched copy and hands that on (the
+pattern pydantic's logfire uses). Counting exporters record what was confirmed
+delivered, so that a bounded shutdown can say what was not.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import Context
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.util.types import AttributeValue
+
+from otel_excellence._log import internal_error
+
+
+class DeliveryCounter:
+    """How many items of one signal entered the pipeline and how many were delivered."""
+
+    def __init__(self, signal: str) -> None:
+        self.signal = signal
+        self._lock = threading.Lock()
+        self.accepted = 0
+        self.delivered = 0
+
+    def accept(self, count: int = 1) -> None:
+        with self._lock:
+            self.accepted += count
+
+    def deliver(self, count: int) -> None:
+        with self._lock:
+            self.delivered += count
+
+    @property
+    def undelivered(self) -> int:
+        with self._lock:
+            return max(0, self.accepted - self.delivered)
+
+
+class CountingSpanExporter(SpanExporter):
+    """Forwards to ``inner`` and counts spans the backend accepted."""
+
+    def __init__(self, inner: SpanExporter, counter: DeliveryCounter) -> None:
+        self.inner = inner
+        self._counter = counter
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = self.inner.export(spans)
+        if result is SpanExportResult.SUCCESS:
+            self._counter.deliver(len(spans))
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+class CountingLogExporter(LogRecordExporter):
+    """Forwards to ``inner`` and counts log records the backend accepted."""
+
+    def __init__(self, inner: LogRecordExporter, counter: DeliveryCounter) -> None:
+        self.inner = inner
+        self._counter = counter
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        result = self.inner.export(batch)
+        if result is LogRecordExportResult.SUCCESS:
+            self._counter.deliver(len(batch))
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()  # type: ignore[no-untyped-call]
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+class CountingLogRecordProcessor(LogRecordProcessor):
+    """Counts log records entering ``inner`` (the exporting processor)."""
+
+    def __init__(self, inner: LogRecordProcessor, counter: DeliveryCounter) -> None:
+        self.inner = inner
+        self._counter = counter
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        self._counter.accept()
+        self.inner.on_emit(log_record)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+class SpanEnricher(Protocol):
+    """A configured callable that looks at an ended span and returns attributes to add.
+
+    ``on_start`` lets an enricher keep per-span state (for example, counting a parent's
+    children); it must be cheap and must never raise.
+    """
+
+    def on_start(self, span: Span) -> None: ...
+
+    def __call__(self, span: ReadableSpan) -> Mapping[str, AttributeValue] | None: ...
+
+
+def with_attributes(span: ReadableSpan, extra: Mapping[str, AttributeValue]) -> ReadableSpan:
+    """A copy of ``span`` with ``extra`` attributes added (``extra`` wins on conflict)."""
+    old = span.attributes or {}
+    attributes = BoundedAttributes(maxlen=None, attributes={**old, **extra}, immutable=True)
+    attributes.dropped = span.dropped_attributes
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attributes,
+        events=span._events,
+        links=span._links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class EnrichingSpanProcessor(SpanProcessor):
+    """Runs ``enrichers`` on each ended span and passes an enriched copy to ``inner``.
+
+    One pass per span; a failing enricher is reported once and the span goes on
+    without its attributes.
+    """
+
+    def __init__(
+        self,
+        inner: SpanProcessor,
+        enrichers: Sequence[SpanEnricher] = (),
+        counter: DeliveryCounter | None = None,
+    ) -> None:
+        self.inner = inner
+        self.enrichers = tuple(enrichers)
+        self._counter = counter
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        for enricher in self.enrichers:
+            try:
+                enricher.on_start(span)
+            except Exception:  # noqa: BLE001 - telemetry must not break the application
+                internal_error(f"{type(enricher).__name__}.on_start")
+        self.inner.on_start(span, parent_context=parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self._counter is not None:
+            self._counter.accept()
+        extra: dict[str, AttributeValue] = {}
+        for enricher in self.enrichers:
+            try:
+                found = enricher(span)
+            except Exception:  # noqa: BLE001 - telemetry must not break the application
+                internal_error(type(enricher).__name__)
+                continue
+            if found:
+                extra.update(found)
+        self.inner.on_end(with_attributes(span, extra) if extra else span)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+ProcessorFactory = Callable[[SpanExporter], SpanProcessor]
