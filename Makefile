@@ -1,0 +1,55 @@
+# otel-excellence: two commands for a newcomer on a fresh Debian machine.
+#   make demo   the distro's findings on embedded defaults (no servers needed)
+#   make test   installs what the tests need, then lint, type checks and the whole suite
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint format collector system-deps venv clean help
+
+help:
+	@echo "make demo       run the demo (creates the venv)"
+	@echo "make test       install test dependencies, build the Collector, lint, run every test"
+	@echo "make lint       ruff and mypy"
+	@echo "make collector  build (or reuse) the otelcol-excellence binary"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	OTEL_TRACES_EXPORTER=console OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=console \
+	OTEL_SERVICE_NAME=demo SQLITE_PATH=$$(mktemp -d)/demo.db \
+	$(BIN)/opentelemetry-instrument $(BIN)/python tests/apps/sample_app.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+system-deps:
+	scripts/install-system-deps.sh
+
+collector:
+	@scripts/build-collector.sh
+
+# pytest exits 5 when it collected nothing: a suite that ran no test must not pass.
+test: system-deps $(STAMP) lint
+	OTELCOL_BIN=$$(scripts/build-collector.sh) && export OTELCOL_BIN && \
+	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

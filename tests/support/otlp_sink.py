@@ -1,0 +1,292 @@
+"""A real OTLP receiver (gRPC and HTTP/protobuf) owned by a test.
+
+It stands in for Tempo and Loki behind the Collector, and receives directly from an
+instrumented process in the distro's own end-to-end tests. Everything received is
+decoded with the official protobuf definitions and kept in memory; helpers flatten it
+into plain dicts for assertions.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from concurrent import futures
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import (
+    metrics_service_pb2,
+    metrics_service_pb2_grpc,
+)
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from tests.support.ports import free_port
+
+
+def any_value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [any_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return attributes(value.kvlist_value.values)
+    return getattr(value, kind)
+
+
+def attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
+    return {kv.key: any_value(kv.value) for kv in kvs}
+
+
+@dataclass
+class Span:
+    name: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    kind: int
+    status_code: int
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, Any]
+    events: list[tuple[str, dict[str, Any]]]
+    resource: dict[str, Any]
+    scope: str
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+@dataclass
+class Log:
+    body: Any
+    severity_text: str
+    severity_number: int
+    trace_id: str
+    span_id: str
+    attributes: dict[str, Any]
+    resource: dict[str, Any]
+    scope: str
+
+
+@dataclass
+class Metric:
+    name: str
+    unit: str
+    kind: str
+    points: list[Any]
+    resource: dict[str, Any]
+    scope: str
+
+
+class OtlpSink:
+    """Receives OTLP over gRPC and HTTP on loopback; ``reject`` makes it refuse requests."""
+
+    def __init__(self, grpc_port: int | None = None, http_port: int | None = None) -> None:
+        self.grpc_port = grpc_port or free_port()
+        self.http_port = http_port or free_port()
+        self._lock = threading.Lock()
+        self.trace_requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
+        self.metric_requests: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
+        self.log_requests: list[logs_service_pb2.ExportLogsServiceRequest] = []
+        self.http_headers: list[dict[str, str]] = []
+        self.grpc_metadata: list[dict[str, str]] = []
+        # HTTP status / gRPC code to answer with instead of accepting (None = accept).
+        self.reject: tuple[int, grpc.StatusCode] | None = None
+        self._grpc_server: grpc.Server | None = None
+        self._http_server: ThreadingHTTPServer | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    @property
+    def grpc_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self) -> OtlpSink:
+        self._start_grpc()
+        self._start_http()
+        return self
+
+    def stop(self) -> None:
+        if self._grpc_server is not None:
+            self._grpc_server.stop(grace=None).wait(5)
+            self._grpc_server = None
+        if self._http_server is not None:
+            self._http_server.shutdown()
+            self._http_server.server_close()
+            self._http_server = None
+
+    def __enter__(self) -> OtlpSink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _record(self, kind: str, request: Any, headers: dict[str, str], grpc_call: bool) -> None:
+        with self._lock:
+            {
+                "traces": self.trace_requests,
+                "metrics": self.metric_requests,
+                "logs": self.log_requests,
+            }[kind].append(request)
+            (self.grpc_metadata if grpc_call else self.http_headers).append(headers)
+
+    def _start_grpc(self) -> None:
+        sink = self
+
+        def handler(kind: str, response_type: Any) -> Callable[[Any, grpc.ServicerContext], Any]:
+            def export(request: Any, context: grpc.ServicerContext) -> Any:
+                if sink.reject is not None:
+                    context.abort(sink.reject[1], "rejected by test sink")
+                sink._record(kind, request, dict(context.invocation_metadata()), True)
+                return response_type()
+
+            return export
+
+        class Trace(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+            Export = staticmethod(handler("traces", trace_service_pb2.ExportTraceServiceResponse))
+
+        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):  # type: ignore[misc]
+            Export = staticmethod(
+                handler("metrics", metrics_service_pb2.ExportMetricsServiceResponse)
+            )
+
+        class Logs(logs_service_pb2_grpc.LogsServiceServicer):  # type: ignore[misc]
+            Export = staticmethod(handler("logs", logs_service_pb2.ExportLogsServiceResponse))
+
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Trace(), server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), server)
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), server)
+        server.add_insecure_port(f"127.0.0.1:{self.grpc_port}")
+        server.start()
+        self._grpc_server = server
+
+    def _start_http(self) -> None:
+        sink = self
+        routes = {
+            "/v1/traces": ("traces", trace_service_pb2.ExportTraceServiceRequest),
+            "/v1/metrics": ("metrics", metrics_service_pb2.ExportMetricsServiceRequest),
+            "/v1/logs": ("logs", logs_service_pb2.ExportLogsServiceRequest),
+        }
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                route = routes.get(self.path.rstrip("/"))
+                if route is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                if sink.reject is not None:
+                    self.send_response(sink.reject[0])
+                    self.end_headers()
+                    return
+                encoding = self.headers.get("Content-Encoding", "")
+                if encoding == "gzip":
+                    body = gzip.decompress(body)
+                elif encoding == "deflate":
+                    body = zlib.decompress(body)
+                kind, message_type = route
+                request = message_type()
+                request.ParseFromString(body)
+                sink._record(kind, request, {k.lower(): v for k, v in self.headers.items()}, False)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        server = ThreadingHTTPServer(("127.0.0.1", self.http_port), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._http_server = server
+
+    # -- reading back -------------------------------------------------------------------
+    def spans(self) -> list[Span]:
+        with self._lock:
+            requests = list(self.trace_requests)
+        out = []
+        for request in requests:
+            for rs in request.resource_spans:
+                resource = attributes(rs.resource.attributes)
+                for ss in rs.scope_spans:
+                    for s in ss.spans:
+                        out.append(
+                            Span(
+                                name=s.name,
+                                trace_id=s.trace_id.hex(),
+                                span_id=s.span_id.hex(),
+                                parent_span_id=s.parent_span_id.hex(),
+                                kind=s.kind,
+                                status_code=s.status.code,
+                                start_ns=s.start_time_unix_nano,
+                                end_ns=s.end_time_unix_nano,
+                                attributes=attributes(s.attributes),
+                                events=[(e.name, attributes(e.attributes)) for e in s.events],
+                                resource=resource,
+                                scope=ss.scope.name,
+                            )
+                        )
+        return out
+
+    def logs(self) -> list[Log]:
+        with self._lock:
+            requests = list(self.log_requests)
+        out = []
+        for request in requests:
+            for rl in request.resource_logs:
+                resource = attributes(rl.resource.attributes)
+                for sl in rl.scope_logs:
+                    for r in sl.log_records:
+                        out.append(
+                            Log(
+                                body=any_value(r.body),
+                                severity_text=r.severity_text,
+                                severity_number=r.severity_number,
+                                trace_id=r.trace_id.hex(),
+                                span_id=r.span_id.hex(),
+                                attributes=attributes(r.attributes),
+                                resource=resource,
+                                scope=sl.scope.name,
+                            )
+                        )
+        return out
+
+    def metrics(self) -> list[Metric]:
+        with self._lock:
+            requests = list(self.metric_requests)
+        out = []
+        for request in requests:
+            for rm in request.resource_metrics:
+                resource = attributes(rm.resource.attributes)
+                for sm in rm.scope_metrics:
+                    for m in sm.metrics:
+                        kind = m.WhichOneof("data") or ""
+                        points = list(getattr(m, kind).data_points) if kind else []
+                        out.append(Metric(m.name, m.unit, kind, points, resource, sm.scope.name))
+        return out
+
+    def wait_for(
+        self, condition: Callable[[], bool], timeout: float = 20.0, interval: float = 0.1
+    ) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(interval)
+        return condition()

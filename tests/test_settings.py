@@ -1,0 +1,93 @@
+"""Settings: every OTEL_EXCELLENCE_* variable, good and bad values, one warning each."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from otel_excellence import Settings
+from otel_excellence._settings import all_settings, render_markdown
+
+# env name -> (a good raw value, what it resolves to, a bad raw value)
+CASES: dict[str, tuple[str, Any, str]] = {
+    "OTEL_EXCELLENCE_SHUTDOWN_TIMEOUT_MS": ("1500", 1500, "-1"),
+    "OTEL_EXCELLENCE_SERVICE_VERSION": (" 1.2.3 ", "1.2.3", ""),
+    "OTEL_EXCELLENCE_ENVIRONMENT": ("production", "production", ""),
+    "OTEL_EXCELLENCE_RESOURCE_DETECTORS": ("host, OS", ("host", "os"), "host,docker"),
+    "OTEL_EXCELLENCE_LOG_LEVEL": ("debug", "DEBUG", "loud"),
+}
+
+
+@pytest.fixture
+def warnings_seen(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    logging.getLogger("otel_excellence").addHandler(caplog.handler)
+    yield caplog
+    logging.getLogger("otel_excellence").removeHandler(caplog.handler)
+
+
+def _value(settings: Settings, env: str) -> Any:
+    field = next(s.field for s in all_settings() if s.env == env)
+    return getattr(settings, field)
+
+
+class TestEverySetting:
+    def test_cases_cover_every_declared_setting(self) -> None:
+        """A new setting cannot be added without good and bad values tested here."""
+        assert set(CASES) == {s.env for s in all_settings()}
+
+    @pytest.mark.parametrize("env", sorted(CASES))
+    def test_good_value_is_used(self, env: str) -> None:
+        good, expected, _ = CASES[env]
+        assert _value(Settings.load({env: good}), env) == expected
+
+    @pytest.mark.parametrize("env", sorted(CASES))
+    def test_unset_gives_the_default(self, env: str) -> None:
+        setting = next(s for s in all_settings() if s.env == env)
+        assert _value(Settings.load({}), env) == setting.default
+
+    @pytest.mark.parametrize("env", sorted(e for e, (_, _, bad) in CASES.items() if bad), ids=str)
+    def test_bad_value_warns_once_naming_variable_and_value_and_uses_default(
+        self, env: str, warnings_seen: pytest.LogCaptureFixture
+    ) -> None:
+        setting = next(s for s in all_settings() if s.env == env)
+        bad = CASES[env][2]
+        first = Settings.load({env: bad})
+        Settings.load({env: bad})
+        assert _value(first, env) == setting.default
+        messages = [r.getMessage() for r in warnings_seen.records if env in r.getMessage()]
+        assert len(messages) == 1
+        assert repr(bad) in messages[0]
+        assert "using the default" in messages[0]
+
+
+class TestResolutionOrder:
+    def test_argument_beats_environment(self) -> None:
+        """configure(shutdown_timeout_ms=...) wins over the variable."""
+        settings = Settings.load(
+            {"OTEL_EXCELLENCE_SHUTDOWN_TIMEOUT_MS": "1000"}, overrides={"shutdown_timeout_ms": 250}
+        )
+        assert settings.shutdown_timeout_ms == 250
+
+    def test_bad_argument_warns_and_falls_back(
+        self, warnings_seen: pytest.LogCaptureFixture
+    ) -> None:
+        settings = Settings.load({}, overrides={"shutdown_timeout_ms": "soon"})
+        assert settings.shutdown_timeout_ms == 3000
+        assert "'soon'" in warnings_seen.text
+
+    def test_unknown_argument_is_named(self, warnings_seen: pytest.LogCaptureFixture) -> None:
+        Settings.load({}, overrides={"shutdown_timout_ms": 5})
+        assert "shutdown_timout_ms" in warnings_seen.text
+
+    def test_none_disables_resource_detectors(self) -> None:
+        settings = Settings.load({"OTEL_EXCELLENCE_RESOURCE_DETECTORS": "none"})
+        assert settings.resource_detectors == ()
+
+
+def test_configuration_reference_lists_every_setting() -> None:
+    """docs/configuration.md carries the generated table verbatim."""
+    docs = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    assert render_markdown() in docs
