@@ -8,15 +8,22 @@ processes that cannot use the wrapper, call :func:`configure`.
 from __future__ import annotations
 
 from otel_excellence._api import configure
+from otel_excellence._classify import add_error_rules, classify_exception
+from otel_excellence._errors import CATEGORIES, ErrorClass, ErrorRule
 from otel_excellence._settings import Settings
 from otel_excellence.exceptions import ConfigurationError, OtelExcellenceError
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CATEGORIES",
     "ConfigurationError",
+    "ErrorClass",
+    "ErrorRule",
     "OtelExcellenceError",
     "Settings",
     "__version__",
+    "add_error_rules",
+    "classify_exception",
     "configure",
 ]

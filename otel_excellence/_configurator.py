@@ -23,6 +23,11 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otel_excellence import _logs
+from otel_excellence._distro import register_instrumentor_hooks
+from otel_excellence._error_rules import CLASSIFIER
+from otel_excellence._errors import load_rules
+from otel_excellence._hooks import LibraryHooks
+from otel_excellence._insights import SpanInsights
 from otel_excellence._log import internal_error, logger, warn_once
 from otel_excellence._pipeline import (
     CountingLogExporter,
@@ -38,20 +43,6 @@ from otel_excellence._shutdown import ShutdownPlan
 
 _lock = threading.Lock()
 _configured = False
-
-# Feature modules contribute enrichers and log record processors from the settings.
-EnricherFactory = Callable[[Settings], list[SpanEnricher]]
-LogProcessorFactory = Callable[[Settings], list[LogRecordProcessor]]
-_enricher_factories: list[EnricherFactory] = []
-_log_processor_factories: list[LogProcessorFactory] = []
-
-
-def register_enrichers(factory: EnricherFactory) -> None:
-    _enricher_factories.append(factory)
-
-
-def register_log_processors(factory: LogProcessorFactory) -> None:
-    _log_processor_factories.append(factory)
 
 
 class _FanOut(SpanProcessor):
@@ -90,14 +81,24 @@ def _endpoint_description() -> str:
     return f"{endpoint} ({protocol})"
 
 
+def _enrichers(settings: Settings) -> list[SpanEnricher]:
+    """The span findings, and the instrumentor hooks that feed them."""
+    if settings.error_rules:
+        CLASSIFIER.add(load_rules(settings.error_rules))
+    insights = SpanInsights(settings, CLASSIFIER)
+    hooks = LibraryHooks(insights.n_plus_one)
+    register_instrumentor_hooks("redis", kwargs=hooks.redis_kwargs)
+    register_instrumentor_hooks("sqlalchemy", after=hooks.listen_sqlalchemy)
+    return [insights]
+
+
 def _sdk_kwargs(settings: Settings, plan: ShutdownPlan) -> dict[str, Any]:
     """The kwargs for the SDK's ``_initialize_components``: our chain and resource."""
     span_counter = DeliveryCounter("spans")
     log_counter = DeliveryCounter("log records")
     plan.counters += [span_counter, log_counter]
     fan_out = _FanOut()
-    enrichers = [e for factory in _enricher_factories for e in factory(settings)]
-    chain = EnrichingSpanProcessor(fan_out, enrichers, span_counter)
+    chain = EnrichingSpanProcessor(fan_out, _enrichers(settings), span_counter)
 
     def export_span_processor(exporter: SpanExporter) -> SpanProcessor:
         plan.aborts.append(_abort(exporter))
@@ -114,7 +115,7 @@ def _sdk_kwargs(settings: Settings, plan: ShutdownPlan) -> dict[str, Any]:
         "resource_attributes": resource_attributes(settings),
         "span_processors": [chain],
         "export_span_processor": export_span_processor,
-        "log_record_processors": [p for f in _log_processor_factories for p in f(settings)],
+        "log_record_processors": [],
         "export_log_record_processor": export_log_record_processor,
     }
 

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Protocol
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import Status
 from opentelemetry.util.types import AttributeValue
 
 from otel_excellence._log import internal_error
@@ -104,33 +106,58 @@ class CountingLogRecordProcessor(LogRecordProcessor):
         return self.inner.force_flush(timeout_millis)
 
 
-class SpanEnricher(Protocol):
-    """A configured callable that looks at an ended span and returns attributes to add.
+class SpanChanges:
+    """What enrichers want changed on an ended span; applied in one copy."""
 
-    ``on_start`` lets an enricher keep per-span state (for example, counting a parent's
-    children); it must be cheap and must never raise.
+    __slots__ = ("attributes", "events", "removed", "status")
+
+    def __init__(self) -> None:
+        self.attributes: dict[str, AttributeValue] = {}
+        self.removed: set[str] = set()
+        self.status: Status | None = None
+        self.events: Sequence[Event] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.attributes or self.removed or self.status or self.events is not None)
+
+
+class SpanEnricher(Protocol):
+    """A configured callable that looks at an ended span and records changes.
+
+    ``on_start`` lets an enricher keep per-span state or set attributes while the span
+    is still writable; both must be cheap and are guarded by the processor.
     """
 
     def on_start(self, span: Span) -> None: ...
 
-    def __call__(self, span: ReadableSpan) -> Mapping[str, AttributeValue] | None: ...
+    def __call__(self, span: ReadableSpan, changes: SpanChanges) -> None: ...
 
 
-def with_attributes(span: ReadableSpan, extra: Mapping[str, AttributeValue]) -> ReadableSpan:
-    """A copy of ``span`` with ``extra`` attributes added (``extra`` wins on conflict)."""
+def rebuild(span: ReadableSpan, changes: SpanChanges) -> ReadableSpan:
+    """A copy of ``span`` with ``changes`` applied (their attributes win on conflict)."""
     old = span.attributes or {}
-    attributes = BoundedAttributes(maxlen=None, attributes={**old, **extra}, immutable=True)
-    attributes.dropped = span.dropped_attributes
+    merged = {k: v for k, v in old.items() if k not in changes.removed}
+    merged.update(changes.attributes)
+    attributes: Mapping[str, AttributeValue]
+    if span.dropped_attributes:
+        # Only BoundedAttributes carries a dropped count; it re-validates every value,
+        # which costs more than the rest of the copy, so it is used only when needed.
+        bounded = BoundedAttributes(maxlen=None, attributes=merged, immutable=True)
+        bounded.dropped = span.dropped_attributes
+        attributes = bounded
+    else:
+        attributes = MappingProxyType(merged)
     return ReadableSpan(
         name=span.name,
         context=span.context,
         parent=span.parent,
         resource=span.resource,
         attributes=attributes,
-        events=span._events,
+        # The original bounded lists, so dropped-event/link counts survive the copy.
+        events=span._events if changes.events is None else changes.events,
         links=span._links,
         kind=span.kind,
-        status=span.status,
+        status=changes.status or span.status,
         start_time=span.start_time,
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,
@@ -141,7 +168,7 @@ class EnrichingSpanProcessor(SpanProcessor):
     """Runs ``enrichers`` on each ended span and passes an enriched copy to ``inner``.
 
     One pass per span; a failing enricher is reported once and the span goes on
-    without its attributes.
+    without its changes.
     """
 
     def __init__(
@@ -165,16 +192,14 @@ class EnrichingSpanProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         if self._counter is not None:
             self._counter.accept()
-        extra: dict[str, AttributeValue] = {}
+        changes = SpanChanges()
         for enricher in self.enrichers:
             try:
-                found = enricher(span)
+                enricher(span, changes)
             except Exception:  # noqa: BLE001 - telemetry must not break the application
                 internal_error(type(enricher).__name__)
-                continue
-            if found:
-                extra.update(found)
-        self.inner.on_end(with_attributes(span, extra) if extra else span)
+                changes = SpanChanges()  # a half-applied change set is worse than none
+        self.inner.on_end(rebuild(span, changes) if changes else span)
 
     def shutdown(self) -> None:
         self.inner.shutdown()

@@ -99,6 +99,16 @@ def choice_list(choices: tuple[str, ...]) -> Parser[tuple[str, ...]]:
     )
 
 
+def choice(choices: tuple[str, ...]) -> Parser[str]:
+    def parse(value: str) -> str:
+        picked = value.strip().lower()
+        if picked not in choices:
+            raise ValueError(value)
+        return picked
+
+    return Parser("one of " + ", ".join(choices), parse)
+
+
 def log_level() -> Parser[str]:
     levels = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -183,6 +193,42 @@ RESOURCE_DETECTORS = _declare(
     "Resource detectors to run. `process` never records the command line (it can carry "
     "secrets). `none` disables them; `OTEL_EXPERIMENTAL_RESOURCE_DETECTORS` still works.",
 )
+SLOW_DB_THRESHOLD_MS = _declare(
+    "slow_db_threshold_ms",
+    integer(minimum=0),
+    500,
+    "A database client span lasting at least this many milliseconds gets "
+    "`otel_excellence.db.slow=true` and counts in `otel_excellence.db.slow_queries`.",
+)
+N_PLUS_ONE_THRESHOLD = _declare(
+    "n_plus_one_threshold",
+    integer(minimum=2),
+    5,
+    "A parent span under which the same statement ran at least this many times, with "
+    "different parameters, is flagged `otel_excellence.db.n_plus_one`.",
+)
+N_PLUS_ONE_MAX_PARENTS = _declare(
+    "n_plus_one_max_parents",
+    integer(minimum=1),
+    10000,
+    "How many open parent spans N+1 detection tracks at once; beyond it the oldest is "
+    "forgotten, so parents that never end cannot grow memory.",
+)
+DB_STATEMENT = _declare(
+    "db_statement",
+    choice(("sanitized", "raw", "omit")),
+    "sanitized",
+    "What `db.statement`/`db.query.text` export: `sanitized` replaces literals with `?`, "
+    "drops comments and collapses IN-lists (and scrubs bound values from error "
+    "messages); `raw` exports statements as executed; `omit` drops them.",
+)
+ERROR_RULES = _declare(
+    "error_rules",
+    text(),
+    "",
+    "Extra error-classification rules, as `module:attribute` naming a list of "
+    "`otel_excellence.ErrorRule`; consulted before the built-in table.",
+)
 LOG_LEVEL = _declare(
     "log_level",
     log_level(),
@@ -204,6 +250,11 @@ class Settings:
     service_version: str = SERVICE_VERSION.default
     environment: str = ENVIRONMENT.default
     resource_detectors: tuple[str, ...] = RESOURCE_DETECTORS.default
+    slow_db_threshold_ms: int = SLOW_DB_THRESHOLD_MS.default
+    n_plus_one_threshold: int = N_PLUS_ONE_THRESHOLD.default
+    n_plus_one_max_parents: int = N_PLUS_ONE_MAX_PARENTS.default
+    db_statement: str = DB_STATEMENT.default
+    error_rules: str = ERROR_RULES.default
     log_level: str = LOG_LEVEL.default
 
     @classmethod

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otel_excellence import Settings, _log
 from otel_excellence._distro import DEFAULTS, apply_defaults, warn_about_unsupported_libraries
 from otel_excellence._instrumentations import UNSUPPORTED, instrumentation_statuses
-from otel_excellence._pipeline import EnrichingSpanProcessor
+from otel_excellence._pipeline import EnrichingSpanProcessor, SpanChanges
 from otel_excellence._resource import fallback_service_name, resource_attributes
 from tests.launch import clean_env
 from tests.support.otlp_sink import OtlpSink
@@ -168,7 +168,8 @@ class _Exploding:
     def on_start(self, span: object) -> None:
         return None
 
-    def __call__(self, span: ReadableSpan) -> dict[str, str]:
+    def __call__(self, span: ReadableSpan, changes: SpanChanges) -> None:
+        changes.attributes["half"] = "applied"
         raise RuntimeError("enricher bug")
 
 
@@ -176,8 +177,8 @@ class _Tagging:
     def on_start(self, span: object) -> None:
         return None
 
-    def __call__(self, span: ReadableSpan) -> dict[str, str]:
-        return {"tagged": "yes"}
+    def __call__(self, span: ReadableSpan, changes: SpanChanges) -> None:
+        changes.attributes["tagged"] = "yes"
 
 
 class TestEnrichingProcessor:

@@ -1,0 +1,229 @@
+"""Error classification: what kind of failure, and would retrying plausibly succeed.
+
+Every rule lives in one table (``_error_rules.RULES``); user rules are consulted first.
+A rule matches on any combination of: an exception class (by fully qualified name,
+anywhere in the exception's MRO), a SQLSTATE prefix, an SQLite error name prefix, a
+message pattern, an HTTP status, a gRPC status. The first matching rule wins.
+
+A wrapped error is classified by what it wraps: SQLAlchemy's ``DBAPIError.orig`` (the
+psycopg or sqlite3 error with its SQLSTATE) and an explicit ``raise ... from`` cause.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from otel_excellence._log import warn_once
+
+CATEGORIES = (
+    "timeout",
+    "connection",
+    "unavailable",
+    "rate_limited",
+    "auth",
+    "validation",
+    "not_found",
+    "conflict",
+    "database",
+    "cancelled",
+    "internal",
+)
+# Matches that say little on their own: a more specific wrapper or cause is preferred.
+_GENERIC = frozenset({"database", "internal"})
+
+
+@dataclass(frozen=True)
+class ErrorRule:
+    """One classification rule. Set the fields that must match; leave the rest None.
+
+    >>> ErrorRule("rate_limited", True, exception="myapp.errors.QuotaExceeded")
+    """
+
+    category: str
+    retryable: bool
+    exception: str | None = None
+    sqlstate: str | None = None
+    sqlite: str | None = None
+    message: str | None = None
+    http_status: tuple[int, ...] = ()
+    grpc_code: tuple[str, ...] = ()
+    _pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.message is not None:
+            object.__setattr__(self, "_pattern", re.compile(self.message, re.IGNORECASE))
+
+    def matches(self, facts: ErrorFacts) -> bool:
+        if self.exception is not None and self.exception not in facts.types:
+            return False
+        if self.sqlstate is not None and not (
+            facts.sqlstate is not None and facts.sqlstate.startswith(self.sqlstate)
+        ):
+            return False
+        if self.sqlite is not None and not (
+            facts.sqlite is not None and facts.sqlite.startswith(self.sqlite)
+        ):
+            return False
+        if self.http_status and facts.http_status not in self.http_status:
+            return False
+        if self.grpc_code and facts.grpc_code not in self.grpc_code:
+            return False
+        return not (self._pattern is not None and not self._pattern.search(facts.message))
+
+
+@dataclass(frozen=True)
+class ErrorClass:
+    """The verdict: ``category`` (one of ``CATEGORIES``) and whether to retry."""
+
+    category: str
+    retryable: bool
+
+
+INTERNAL = ErrorClass("internal", False)
+
+
+@dataclass
+class ErrorFacts:
+    """What the rules can match on, from an exception object or from exported strings."""
+
+    types: Sequence[str] = ()
+    message: str = ""
+    sqlstate: str | None = None
+    sqlite: str | None = None
+    http_status: int | None = None
+    grpc_code: str | None = None
+
+
+def qualified_name(cls: type) -> str:
+    """``psycopg.errors.UniqueViolation``; built-ins without a module (``TimeoutError``)."""
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def _status_of(exc: BaseException) -> int | None:
+    for holder in (getattr(exc, "response", None), exc):
+        for name in ("status_code", "status"):
+            value = getattr(holder, name, None)
+            if isinstance(value, int) and 100 <= value <= 599:
+                return value
+    return None
+
+
+def _grpc_code_of(exc: BaseException) -> str | None:
+    code = getattr(exc, "code", None)
+    if not callable(code) or not type(exc).__module__.startswith("grpc"):
+        return None
+    try:
+        name = getattr(code(), "name", None)
+    except Exception:  # noqa: BLE001 - a broken code() just means no gRPC facts
+        return None
+    return name if isinstance(name, str) else None
+
+
+def facts_from_exception(exc: BaseException) -> ErrorFacts:
+    sqlstate = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    sqlite = getattr(exc, "sqlite_errorname", None)
+    return ErrorFacts(
+        types=[qualified_name(cls) for cls in type(exc).__mro__],
+        message=str(exc),
+        sqlstate=sqlstate if isinstance(sqlstate, str) else None,
+        sqlite=sqlite if isinstance(sqlite, str) else None,
+        http_status=_status_of(exc),
+        grpc_code=_grpc_code_of(exc),
+    )
+
+
+# "(psycopg.errors.UniqueViolation) duplicate key ..." - how SQLAlchemy names the
+# wrapped error in its message; all the string path has of the original.
+_WRAPPED_TYPE = re.compile(r"^\(([\w.]+)\)\s*")
+
+
+class Classifier:
+    """User rules first, then the built-in table. Thread-safe to extend while in use."""
+
+    def __init__(self, builtin: Iterable[ErrorRule]) -> None:
+        self._builtin = tuple(builtin)
+        self._user: tuple[ErrorRule, ...] = ()
+        self._lock = threading.Lock()
+
+    def add(self, rules: Iterable[ErrorRule]) -> int:
+        accepted = []
+        for rule in rules:
+            if not isinstance(rule, ErrorRule) or rule.category not in CATEGORIES:
+                warn_once(
+                    ("bad-rule", repr(rule)),
+                    "ignoring error rule %r: category must be one of %s",
+                    rule,
+                    ", ".join(CATEGORIES),
+                )
+                continue
+            accepted.append(rule)
+        with self._lock:
+            self._user = (*accepted, *self._user)
+        return len(accepted)
+
+    def reset_user_rules(self) -> None:
+        with self._lock:
+            self._user = ()
+
+    def match(self, facts: ErrorFacts) -> ErrorClass | None:
+        for rule in (*self._user, *self._builtin):
+            if rule.matches(facts):
+                return ErrorClass(rule.category, rule.retryable)
+        return None
+
+    def classify_exception(self, exc: BaseException) -> ErrorClass:
+        """Classify ``exc``, preferring what it wraps when that is more specific."""
+        inner = [
+            e
+            for e in (getattr(exc, "orig", None), exc.__cause__)
+            if isinstance(e, BaseException) and e is not exc
+        ]
+        fallback: ErrorClass | None = None
+        for candidate in (*inner[:1], exc, *inner[1:]):
+            found = self.match(facts_from_exception(candidate))
+            if found is not None and found.category not in _GENERIC:
+                return found
+            fallback = fallback or found
+        return fallback or INTERNAL
+
+    def classify_strings(self, exception_type: str, message: str) -> ErrorClass:
+        """Classify from exported strings alone (no exception object at hand)."""
+        candidates = []
+        wrapped = _WRAPPED_TYPE.match(message)
+        if wrapped:
+            candidates.append(ErrorFacts(types=[wrapped.group(1)], message=message))
+        candidates.append(ErrorFacts(types=[exception_type], message=message))
+        fallback: ErrorClass | None = None
+        for facts in candidates:
+            found = self.match(facts)
+            if found is not None and found.category not in _GENERIC:
+                return found
+            fallback = fallback or found
+        return fallback or INTERNAL
+
+    def classify_status(self, http_status: int | None, grpc_code: str | None) -> ErrorClass:
+        return self.match(ErrorFacts(http_status=http_status, grpc_code=grpc_code)) or INTERNAL
+
+
+def load_rules(reference: str) -> list[ErrorRule]:
+    """Rules named by ``module:attribute`` (OTEL_EXCELLENCE_ERROR_RULES); [] on failure."""
+    module_name, _, attribute = reference.partition(":")
+    try:
+        value: Any = getattr(importlib.import_module(module_name), attribute or "RULES")
+        rules = list(value)
+    except Exception as error:  # noqa: BLE001 - a bad reference must not stop the app
+        warn_once(
+            ("error-rules", reference),
+            "OTEL_EXCELLENCE_ERROR_RULES=%r could not be loaded (%s); using the built-in "
+            "rules only",
+            reference,
+            error,
+        )
+        return []
+    return rules

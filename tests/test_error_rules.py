@@ -1,0 +1,186 @@
+"""The classification table, rule by rule where a user would notice, and its extension."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+import otel_excellence
+from otel_excellence import ErrorRule, add_error_rules, classify_exception
+from otel_excellence._error_rules import CLASSIFIER, RULES
+from otel_excellence._errors import CATEGORIES, Classifier, ErrorClass, load_rules
+
+
+@pytest.fixture(autouse=True)
+def _no_user_rules() -> Iterator[None]:
+    CLASSIFIER.reset_user_rules()
+    yield
+    CLASSIFIER.reset_user_rules()
+
+
+def test_every_builtin_rule_names_a_known_category() -> None:
+    assert {rule.category for rule in RULES} <= set(CATEGORIES)
+
+
+class TestExceptions:
+    @pytest.mark.parametrize(
+        ("exc", "expected"),
+        [
+            (TimeoutError("t"), ErrorClass("timeout", True)),
+            (ConnectionRefusedError(111, "refused"), ErrorClass("connection", True)),
+            (ConnectionResetError(), ErrorClass("connection", True)),
+            (BrokenPipeError(), ErrorClass("connection", True)),
+            (PermissionError(), ErrorClass("auth", False)),
+            (FileNotFoundError(), ErrorClass("not_found", False)),
+            (ValueError("bad"), ErrorClass("validation", False)),
+            (KeyError("k"), ErrorClass("internal", False)),
+            (RuntimeError("bug"), ErrorClass("internal", False)),
+            (redis.exceptions.TimeoutError(), ErrorClass("timeout", True)),
+            (redis.exceptions.BusyLoadingError(), ErrorClass("unavailable", True)),
+            (redis.exceptions.ResponseError("BUSY Redis is busy"), ErrorClass("unavailable", True)),
+            (redis.exceptions.ResponseError("LOADING"), ErrorClass("unavailable", True)),
+            (
+                redis.exceptions.ResponseError("WRONGTYPE Operation"),
+                ErrorClass("validation", False),
+            ),
+            (redis.exceptions.AuthenticationError(), ErrorClass("auth", False)),
+            (redis.exceptions.WatchError(), ErrorClass("conflict", True)),
+            (sa.exc.TimeoutError(), ErrorClass("timeout", True)),
+        ],
+        ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else v.category,
+    )
+    def test_verdicts(self, exc: BaseException, expected: ErrorClass) -> None:
+        assert classify_exception(exc) == expected
+
+    def test_sqlite_constraint_errors_from_the_real_library(self) -> None:
+        db = sqlite3.connect(":memory:")
+        db.execute("CREATE TABLE t (a UNIQUE, b NOT NULL)")
+        db.execute("INSERT INTO t VALUES (1, 1)")
+        with pytest.raises(sqlite3.IntegrityError) as unique:
+            db.execute("INSERT INTO t VALUES (1, 1)")
+        with pytest.raises(sqlite3.IntegrityError) as not_null:
+            db.execute("INSERT INTO t VALUES (2, NULL)")
+        assert classify_exception(unique.value) == ErrorClass("conflict", False)
+        assert classify_exception(not_null.value) == ErrorClass("validation", False)
+
+    def test_a_wrapped_cause_decides_when_the_wrapper_says_nothing(self) -> None:
+        try:
+            try:
+                raise ConnectionResetError("peer reset")
+            except ConnectionResetError as cause:
+                raise RuntimeError("payment service failed") from cause
+        except RuntimeError as wrapper:
+            assert classify_exception(wrapper) == ErrorClass("connection", True)
+
+
+class TestStatuses:
+    @pytest.mark.parametrize(
+        ("status", "category", "retryable"),
+        [
+            (400, "validation", False),
+            (401, "auth", False),
+            (403, "auth", False),
+            (404, "not_found", False),
+            (408, "timeout", True),
+            (409, "conflict", False),
+            (422, "validation", False),
+            (429, "rate_limited", True),
+            (500, "internal", False),
+            (502, "unavailable", True),
+            (503, "unavailable", True),
+            (504, "timeout", True),
+        ],
+    )
+    def test_http(self, status: int, category: str, retryable: bool) -> None:
+        assert CLASSIFIER.classify_status(status, None) == ErrorClass(category, retryable)
+
+    @pytest.mark.parametrize(
+        ("code", "category", "retryable"),
+        [
+            ("DEADLINE_EXCEEDED", "timeout", True),
+            ("UNAVAILABLE", "unavailable", True),
+            ("RESOURCE_EXHAUSTED", "rate_limited", True),
+            ("ALREADY_EXISTS", "conflict", False),
+            ("ABORTED", "conflict", True),
+            ("UNAUTHENTICATED", "auth", False),
+            ("CANCELLED", "cancelled", False),
+            ("INTERNAL", "internal", False),
+        ],
+    )
+    def test_grpc(self, code: str, category: str, retryable: bool) -> None:
+        assert CLASSIFIER.classify_status(None, code) == ErrorClass(category, retryable)
+
+    def test_exported_strings_alone_still_classify(self) -> None:
+        """A span ended outside its handler keeps only strings: SQLAlchemy names the cause."""
+        verdict = CLASSIFIER.classify_strings(
+            "sqlalchemy.exc.OperationalError",
+            "(psycopg.OperationalError) connection failed: Connection refused",
+        )
+        assert verdict == ErrorClass("connection", True)
+
+
+class QuotaExceeded(Exception):
+    pass
+
+
+class TestUserRules:
+    def test_user_rules_come_before_the_builtin_table(self) -> None:
+        assert classify_exception(ValueError("quota")) == ErrorClass("validation", False)
+        added = add_error_rules(ErrorRule("rate_limited", True, exception="ValueError",
+                                          message="quota"))  # fmt: skip
+        assert added == 1
+        assert classify_exception(ValueError("quota exceeded")) == ErrorClass("rate_limited", True)
+        assert classify_exception(ValueError("other")) == ErrorClass("validation", False)
+
+    def test_a_rule_with_an_unknown_category_is_ignored_with_a_warning(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        logging.getLogger("otel_excellence").addHandler(caplog.handler)
+        try:
+            assert add_error_rules(ErrorRule("slow", True, exception="ValueError")) == 0
+        finally:
+            logging.getLogger("otel_excellence").removeHandler(caplog.handler)
+        assert "'slow'" in caplog.text
+        assert "category must be one of" in caplog.text
+
+    def test_rules_load_from_a_module_reference(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        (tmp_path / "shop_rules.py").write_text(
+            textwrap.dedent(
+                """
+                from otel_excellence import ErrorRule
+                RULES = [ErrorRule("rate_limited", True,
+                                   exception="tests.test_error_rules.QuotaExceeded")]
+                """
+            )
+        )
+        monkeypatch.syspath_prepend(str(tmp_path))
+        classifier = Classifier(RULES)
+        classifier.add(load_rules("shop_rules:RULES"))
+        assert classifier.classify_exception(QuotaExceeded()) == ErrorClass("rate_limited", True)
+        sys.modules.pop("shop_rules", None)
+
+    def test_a_bad_module_reference_warns_and_keeps_the_builtin_rules(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        logging.getLogger("otel_excellence").addHandler(caplog.handler)
+        try:
+            assert load_rules("no_such_module:RULES") == []
+        finally:
+            logging.getLogger("otel_excellence").removeHandler(caplog.handler)
+        assert "OTEL_EXCELLENCE_ERROR_RULES='no_such_module:RULES'" in caplog.text
+
+
+def test_public_api_is_exported() -> None:
+    for name in ("ErrorRule", "ErrorClass", "CATEGORIES", "add_error_rules", "classify_exception"):
+        assert name in otel_excellence.__all__
+        assert hasattr(otel_excellence, name)
