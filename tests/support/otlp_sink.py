@@ -185,7 +185,9 @@ class OtlpSink:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
-                route = routes.get(self.path.rstrip("/"))
+                # Loki takes OTLP under /otlp: accept any prefix before /v1/<signal>.
+                path = self.path.split("?", 1)[0].rstrip("/")
+                route = next((r for suffix, r in routes.items() if path.endswith(suffix)), None)
                 if route is None:
                     self.send_response(404)
                     self.end_headers()

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import os
 import pwd
 import shutil
 import subprocess
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -169,3 +173,71 @@ def wait_until(condition: object, timeout: float = 20.0, interval: float = 0.1) 
             return True
         time.sleep(interval)
     return bool(condition())  # type: ignore[operator]
+
+
+@dataclass
+class Prometheus:
+    port: int
+    url: str
+
+    @property
+    def remote_write_url(self) -> str:
+        return f"{self.url}/api/v1/write"
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """Instant query; the result vector's samples."""
+        address = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(address, timeout=10) as response:  # noqa: S310 - loopback
+            body = json.load(response)
+        if body.get("status") != "success":
+            raise RuntimeError(f"Prometheus query {promql!r} failed: {body}")
+        return list(body["data"]["result"])
+
+    def wait_for(self, promql: str, timeout: float = 60.0) -> list[dict[str, Any]]:
+        """The first non-empty result of ``promql`` within ``timeout``, else []."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.query(promql)
+            if result or time.monotonic() > deadline:
+                return result
+            time.sleep(0.5)
+
+
+@contextmanager
+def prometheus_server() -> Iterator[Prometheus]:
+    """Debian's Prometheus with the shipped config and its remote-write receiver on."""
+    binary = find_tool("prometheus")
+    if binary is None:
+        missing("prometheus", "`make test` installs the prometheus package")
+        raise AssertionError("unreachable")
+    base = tempfile.mkdtemp(prefix="otel-excellence-prom-")
+    config = str(REPO / "deploy" / "prometheus.yml")  # the file docker-compose.yml uses
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={base}/data",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-remote-write-receiver",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = Prometheus(port, f"http://127.0.0.1:{port}")
+    try:
+        if not wait_until(lambda: _ready(server), timeout=60):
+            raise RuntimeError("Prometheus did not become ready")
+        yield server
+    finally:
+        process.terminate()
+        process.wait(30)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _ready(server: Prometheus) -> bool:
+    try:
+        with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as r:  # noqa: S310
+            return bool(r.status == 200)
+    except OSError:
+        return False
