@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format collector system-deps venv clean help
+.PHONY: demo test lint format docs collector system-deps venv clean help
 
 help:
 	@echo "make demo       run the demo (creates the venv)"
@@ -40,6 +40,9 @@ format: $(STAMP)
 
 system-deps:
 	scripts/install-system-deps.sh
+
+docs: $(STAMP)
+	$(BIN)/python scripts/update_docs.py
 
 collector:
 	@scripts/build-collector.sh

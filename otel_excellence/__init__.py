@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from otel_excellence._api import configure
 from otel_excellence._classify import add_error_rules, classify_exception
+from otel_excellence._context import current_trace_id, current_traceparent
 from otel_excellence._errors import CATEGORIES, ErrorClass, ErrorRule
+from otel_excellence._logs import structlog_processors
 from otel_excellence._settings import Settings
 from otel_excellence.exceptions import ConfigurationError, OtelExcellenceError
 
@@ -26,4 +28,7 @@ __all__ = [
     "add_error_rules",
     "classify_exception",
     "configure",
+    "current_trace_id",
+    "current_traceparent",
+    "structlog_processors",
 ]

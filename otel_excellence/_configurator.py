@@ -27,8 +27,9 @@ from otel_excellence._distro import register_instrumentor_hooks
 from otel_excellence._error_rules import CLASSIFIER
 from otel_excellence._errors import load_rules
 from otel_excellence._hooks import LibraryHooks
-from otel_excellence._insights import SpanInsights
+from otel_excellence._insights import BaggageOnSpans, SpanInsights
 from otel_excellence._log import internal_error, logger, warn_once
+from otel_excellence._logs import BaggageLogProcessor
 from otel_excellence._pipeline import (
     CountingLogExporter,
     CountingLogRecordProcessor,
@@ -89,7 +90,16 @@ def _enrichers(settings: Settings) -> list[SpanEnricher]:
     hooks = LibraryHooks(insights.n_plus_one)
     register_instrumentor_hooks("redis", kwargs=hooks.redis_kwargs)
     register_instrumentor_hooks("sqlalchemy", after=hooks.listen_sqlalchemy)
-    return [insights]
+    enrichers: list[SpanEnricher] = [insights]
+    if settings.baggage_keys:
+        enrichers.insert(0, BaggageOnSpans(settings.baggage_keys))
+    return enrichers
+
+
+def _log_processors(settings: Settings) -> list[LogRecordProcessor]:
+    if settings.baggage_keys:
+        return [BaggageLogProcessor(settings.baggage_keys)]
+    return []
 
 
 def _sdk_kwargs(settings: Settings, plan: ShutdownPlan) -> dict[str, Any]:
@@ -115,7 +125,7 @@ def _sdk_kwargs(settings: Settings, plan: ShutdownPlan) -> dict[str, Any]:
         "resource_attributes": resource_attributes(settings),
         "span_processors": [chain],
         "export_span_processor": export_span_processor,
-        "log_record_processors": [],
+        "log_record_processors": _log_processors(settings),
         "export_log_record_processor": export_log_record_processor,
     }
 
@@ -153,7 +163,7 @@ def configure_sdk(
         if _sdk_disabled():
             logger.info("%s=true: telemetry is off", OTEL_SDK_DISABLED)
             return True
-        _logs.install()
+        _logs.install(raw_statements=settings.db_statement == "raw")
         if os.environ.get("OTEL_CONFIG_FILE"):
             warn_once(
                 "config-file",

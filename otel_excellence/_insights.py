@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry import metrics
+from opentelemetry import baggage, metrics
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
@@ -362,7 +363,7 @@ class SpanInsights:
             description="N+1 patterns: a statement repeated under one parent span.",
         )
 
-    def on_start(self, span: Span) -> None:
+    def on_start(self, span: Span, parent_context: Context | None) -> None:
         return None
 
     def __call__(self, span: ReadableSpan, changes: SpanChanges) -> None:
@@ -475,3 +476,25 @@ def attribute_names() -> Mapping[str, str]:
         sc.N_PLUS_ONE_COUNT: "executions of the repeated statement",
         sc.N_PLUS_ONE_STATEMENT: "the repeated statement, normalised",
     }
+
+
+class BaggageOnSpans:
+    """Copies the configured baggage keys onto every span started under them.
+
+    Done at start, while the span is still writable: no copy needed at the end.
+    """
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self.keys = tuple(keys)
+
+    def on_start(self, span: Span, parent_context: Context | None) -> None:
+        entries = baggage.get_all(parent_context)
+        if not entries:
+            return
+        for key in self.keys:
+            value = entries.get(key)
+            if value is not None:
+                span.set_attribute(key, str(value))
+
+    def __call__(self, span: ReadableSpan, changes: SpanChanges) -> None:
+        return None

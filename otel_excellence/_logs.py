@@ -1,26 +1,42 @@
-"""stdlib logging and structlog as OpenTelemetry log records, each exported once.
+"""stdlib logging and structlog as OpenTelemetry log records: once each, typed, linked.
 
 The official instrumentations do the bridging: ``opentelemetry-instrumentation-logging``
 puts a handler on the root logger (and keeps it through ``basicConfig``/``dictConfig``),
 ``opentelemetry-instrumentation-structlog`` puts a processor in structlog's chain (and
-keeps it through the app's ``structlog.configure``). What they do not do is notice that
-an app routing structlog through stdlib logging gets every event twice: once from the
-structlog processor, once from the root handler. We swap in a subclass of the structlog
-processor that marks an event it emitted and is about to hand to stdlib, and a filter on
-the root handler drops exactly that record.
+re-inserts it when the app calls ``structlog.configure``). What we add:
+
+- no duplicates when structlog is routed through stdlib logging (both bridges would
+  emit the event): our structlog processor marks what it emitted and is about to hand
+  to stdlib, and a filter on the root handler drops exactly that record;
+- ``trace_id``/``span_id`` in structlog's rendered lines;
+- typed attributes (values OpenTelemetry cannot carry become strings instead of being
+  dropped) and exception details like the spans': fully qualified ``exception.type``,
+  scrubbed message and stack trace, category, retryability, fingerprint;
+- configured baggage keys on every record (``BaggageLogProcessor``).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import baggage, trace
 from opentelemetry.instrumentation.logging import LoggingInstrumentor
 from opentelemetry.instrumentation.structlog import StructlogInstrumentor, StructlogProcessor
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
+from otel_excellence import _semconv as sc
 from otel_excellence._distro import register_instrumentor_hooks
+from otel_excellence._error_rules import CLASSIFIER
+from otel_excellence._errors import qualified_name
+from otel_excellence._fingerprint import fingerprint_exception, fingerprint_stacktrace
 from otel_excellence._log import internal_error
+from otel_excellence._sql import scrub_credentials, scrub_error_text
 
 _STDLIB_LEVELS = {
     "debug": logging.DEBUG,
@@ -32,6 +48,13 @@ _STDLIB_LEVELS = {
     "critical": logging.CRITICAL,
     "fatal": logging.CRITICAL,
 }
+# structlog keys that are not attributes (the official processor's list, plus ours).
+_RESERVED = frozenset(
+    {"event", "level", "timestamp", "exc_info", "exception", "_record", "_logger", "_name",
+     "_from_structlog", "trace_id", "span_id"}
+)  # fmt: skip
+TRACE_ID_KEY = "trace_id"
+SPAN_ID_KEY = "span_id"
 
 # (logger name, level) of the structlog event just emitted and forwarded to stdlib.
 _forwarded: ContextVar[tuple[str, int] | None] = ContextVar(
@@ -39,6 +62,96 @@ _forwarded: ContextVar[tuple[str, int] | None] = ContextVar(
 )
 
 
+@dataclass(frozen=True)
+class LogOptions:
+    """Resolved once at configuration: how to scrub error texts."""
+
+    scrub: Callable[[str], str] = scrub_error_text
+
+
+_options = LogOptions()
+
+
+# -- record content ---------------------------------------------------------------------
+def typed(value: Any) -> Any:
+    """A value OpenTelemetry can carry: primitives and their lists/maps as they are,
+    anything else as its string (rather than being dropped with a warning)."""
+    if value is None or isinstance(value, bool | int | float | str | bytes):
+        return value
+    if isinstance(value, list | tuple | set | frozenset):
+        return [typed(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(k): typed(v) for k, v in value.items()}
+    return str(value)
+
+
+def exception_of(exc_info: Any) -> BaseException | None:
+    """The exception a logging call refers to (``exc_info=True``, a tuple or an instance)."""
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    if isinstance(exc_info, BaseException):
+        return exc_info
+    if isinstance(exc_info, tuple) and len(exc_info) == 3:
+        value = exc_info[1]
+        return value if isinstance(value, BaseException) else None
+    return None
+
+
+def exception_attributes(exc: BaseException) -> dict[str, Any]:
+    """The same exception details a failed span carries, for a log record."""
+    kind = qualified_name(type(exc))
+    verdict = CLASSIFIER.classify_exception(exc)
+    scrub = _options.scrub
+    return {
+        sc.EXCEPTION_TYPE: kind,
+        sc.EXCEPTION_MESSAGE: scrub(str(exc)),
+        sc.EXCEPTION_STACKTRACE: scrub("".join(traceback.format_exception(exc))),
+        sc.ERROR_CATEGORY: verdict.category,
+        sc.ERROR_RETRYABLE: verdict.retryable,
+        sc.ERROR_FINGERPRINT: fingerprint_exception(kind, exc),
+    }
+
+
+def text_exception_attributes(stacktrace: str) -> dict[str, Any]:
+    """Exception details from a rendered traceback alone (no exception object at hand)."""
+    last = stacktrace.rstrip().rsplit("\n", 1)[-1]
+    kind, _, message = last.partition(": ")
+    verdict = CLASSIFIER.classify_strings(kind, message)
+    return {
+        sc.EXCEPTION_TYPE: kind,
+        sc.EXCEPTION_MESSAGE: _options.scrub(message),
+        sc.EXCEPTION_STACKTRACE: _options.scrub(stacktrace),
+        sc.ERROR_CATEGORY: verdict.category,
+        sc.ERROR_RETRYABLE: verdict.retryable,
+        sc.ERROR_FINGERPRINT: fingerprint_stacktrace(kind, stacktrace),
+    }
+
+
+def _rendered_exception(rendered: Any) -> BaseException | None:
+    """The live exception behind structlog's already-rendered ``exception`` key.
+
+    ``format_exc_info``/``dict_tracebacks`` replace ``exc_info`` before our processor
+    runs; inside the ``except`` block the exception is still at hand, and it is the
+    one rendered when the text ends with its own last line.
+    """
+    live = sys.exc_info()[1]
+    if live is None:
+        return None
+    if isinstance(rendered, str):
+        own = traceback.format_exception_only(live)[-1].strip()
+        return live if rendered.rstrip().endswith(own) else None
+    return live
+
+
+def add_trace_ids(event_dict: dict[str, Any]) -> None:
+    """``trace_id`` and ``span_id`` of the active span, for the rendered line."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict.setdefault(TRACE_ID_KEY, format(context.trace_id, "032x"))
+        event_dict.setdefault(SPAN_ID_KEY, format(context.span_id, "016x"))
+
+
+# -- structlog --------------------------------------------------------------------------
 def _otel_handler() -> logging.Handler | None:
     handler = LoggingInstrumentor._logging_handler
     return handler if isinstance(handler, logging.Handler) else None
@@ -59,29 +172,68 @@ def _reaches(logger: logging.Logger, handler: logging.Handler, level: int) -> bo
 
 
 class BridgeProcessor(StructlogProcessor):
-    """The official structlog processor, plus the mark that prevents duplicates.
+    """The official structlog processor, made to emit once and to carry more.
 
-    When the wrapped logger is a stdlib logger whose record will reach the OTel root
-    handler, the event is still emitted here (this is where the structured fields are)
-    and the record the handler is about to receive is marked for dropping.
+    Put it right before the renderer (the instrumentation does that for every
+    ``structlog.configure`` call). It emits the event as an OTel record, then adds
+    ``trace_id``/``span_id`` for the renderer. When the wrapped logger is a stdlib logger
+    whose record will reach the OTel root handler, that record is marked for dropping:
+    this processor already emitted the structured version.
     """
+
+    def __init__(self, logger_provider: Any = None) -> None:
+        super().__init__(logger_provider=logger_provider)  # type: ignore[no-untyped-call]
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> Any:
         level = _STDLIB_LEVELS.get(method_name)
-        if level is None or not isinstance(logger, logging.Logger):
-            return super().__call__(logger, method_name, event_dict)
-        if not logger.isEnabledFor(level):
+        stdlib = isinstance(logger, logging.Logger) and level is not None
+        if stdlib and not logger.isEnabledFor(level):
             # stdlib will drop it, so the app never sees it: neither does the backend.
             return event_dict
         result = super().__call__(logger, method_name, event_dict)
-        handler = _otel_handler()
-        if handler is not None and _reaches(logger, handler, level):
-            _forwarded.set((logger.name, level))
+        if stdlib:
+            handler = _otel_handler()
+            if handler is not None and _reaches(logger, handler, level):  # type: ignore[arg-type]
+                _forwarded.set((logger.name, level))  # type: ignore[arg-type]
+        add_trace_ids(event_dict)
         return result
 
+    @staticmethod
+    def _get_attributes(event_dict: dict[str, Any]) -> dict[str, Any]:
+        attributes = {k: typed(v) for k, v in event_dict.items() if k not in _RESERVED}
+        exc = exception_of(event_dict.get("exc_info"))
+        if exc is None and "exception" in event_dict:
+            exc = _rendered_exception(event_dict["exception"])
+            if exc is None and isinstance(event_dict["exception"], str):
+                attributes.update(text_exception_attributes(event_dict["exception"]))
+        if exc is not None:
+            attributes.update(exception_attributes(exc))
+        return attributes
 
-class _DropForwardedStructlog(logging.Filter):
-    """Drops the stdlib record of a structlog event the bridge processor already emitted."""
+
+def structlog_processors() -> list[Any]:
+    """The processors to put right before your structlog renderer, for chains the
+    instrumentation cannot extend itself (``structlog.wrap_logger(processors=...)``, a
+    chain whose last processor is not the renderer)::
+
+        structlog.configure(processors=[
+            structlog.processors.add_log_level,
+            *otel_excellence.structlog_processors(),
+            structlog.processors.JSONRenderer(),
+        ])
+
+    The chain then emits each event once as an OpenTelemetry log record and renders
+    it with ``trace_id`` and ``span_id``. Safe to use whether or not telemetry is on.
+    """
+    installed = StructlogInstrumentor._processor
+    if isinstance(installed, BridgeProcessor):
+        return [installed]
+    return [BridgeProcessor()]
+
+
+# -- stdlib -----------------------------------------------------------------------------
+class _BridgeFilter(logging.Filter):
+    """On the OTel root handler: drops the stdlib twin of a structlog event."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         mark = _forwarded.get()
@@ -91,12 +243,36 @@ class _DropForwardedStructlog(logging.Filter):
         return True
 
 
+def _typed_stdlib_attributes(
+    original: Callable[[logging.LogRecord], tuple[dict[str, Any], Any]],
+) -> Callable[[logging.LogRecord], tuple[dict[str, Any], Any]]:
+    def get_attributes(record: logging.LogRecord) -> tuple[dict[str, Any], Any]:
+        attributes, event_name = original(record)
+        try:
+            attributes = {k: typed(v) for k, v in attributes.items()}
+            exc = exception_of(record.exc_info)
+            if exc is not None:
+                attributes.update(exception_attributes(exc))
+        except Exception:  # noqa: BLE001 - the record still goes out as the SDK built it
+            internal_error("log record attributes")
+        return attributes, event_name
+
+    get_attributes.__wrapped__ = original  # type: ignore[attr-defined]
+    return get_attributes
+
+
 def _after_logging_instrumented() -> None:
     handler = _otel_handler()
-    if handler is not None and not any(
-        isinstance(f, _DropForwardedStructlog) for f in handler.filters
-    ):
-        handler.addFilter(_DropForwardedStructlog())
+    if handler is None:
+        return
+    if not any(isinstance(f, _BridgeFilter) for f in handler.filters):
+        handler.addFilter(_BridgeFilter())
+    current = getattr(handler, "_get_attributes", None)
+    if callable(current) and not hasattr(current, "__wrapped__"):
+        # The handler's own attribute builder, extended on this one instance: the
+        # instrumentation keeps a reference to the handler object itself (to re-add it
+        # after dictConfig), so replacing the handler would lose that protection.
+        handler._get_attributes = _typed_stdlib_attributes(current)  # type: ignore[attr-defined]
 
 
 def _after_structlog_instrumented() -> None:
@@ -105,9 +281,9 @@ def _after_structlog_instrumented() -> None:
     official = StructlogInstrumentor._processor
     if official is None or isinstance(official, BridgeProcessor):
         return
-    ours = BridgeProcessor(logger_provider=official._logger_provider)  # type: ignore[no-untyped-call]
-    # The instrumentor re-inserts whatever sits in _processor when the app later calls
-    # structlog.configure(); swapping it there keeps ours in every chain.
+    ours = BridgeProcessor(logger_provider=official._logger_provider)
+    # The instrumentation re-inserts whatever sits in _processor when the app later
+    # calls structlog.configure(); swapping it there keeps ours in every chain.
     StructlogInstrumentor._processor = ours
     processors = [
         ours if p is official else p for p in structlog.get_config().get("processors", [])
@@ -115,7 +291,33 @@ def _after_structlog_instrumented() -> None:
     StructlogInstrumentor._original_configure(processors=processors)
 
 
-def _safe(fn: Any) -> Any:
+# -- baggage ----------------------------------------------------------------------------
+class BaggageLogProcessor(LogRecordProcessor):
+    """Copies the configured baggage keys onto every log record emitted under them."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self.keys = tuple(keys)
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        entries = baggage.get_all()
+        if not entries:
+            return
+        attributes = log_record.log_record.attributes
+        if attributes is None:
+            return
+        for key in self.keys:
+            value = entries.get(key)
+            if value is not None and key not in attributes:
+                attributes[key] = str(value)  # type: ignore[index]
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def _safe(fn: Callable[[], None]) -> Callable[[], None]:
     def run() -> None:
         try:
             fn()
@@ -126,7 +328,9 @@ def _safe(fn: Any) -> Any:
     return run
 
 
-def install() -> None:
+def install(raw_statements: bool = False) -> None:
     """Register the log bridge's hooks on the logging and structlog instrumentors."""
+    global _options  # noqa: PLW0603 - resolved once per process at configuration
+    _options = LogOptions(scrub=scrub_credentials if raw_statements else scrub_error_text)
     register_instrumentor_hooks("logging", after=_safe(_after_logging_instrumented))
     register_instrumentor_hooks("structlog", after=_safe(_after_structlog_instrumented))

@@ -128,7 +128,7 @@ class SpanEnricher(Protocol):
     is still writable; both must be cheap and are guarded by the processor.
     """
 
-    def on_start(self, span: Span) -> None: ...
+    def on_start(self, span: Span, parent_context: Context | None) -> None: ...
 
     def __call__(self, span: ReadableSpan, changes: SpanChanges) -> None: ...
 
@@ -184,7 +184,7 @@ class EnrichingSpanProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         for enricher in self.enrichers:
             try:
-                enricher.on_start(span)
+                enricher.on_start(span, parent_context)
             except Exception:  # noqa: BLE001 - telemetry must not break the application
                 internal_error(f"{type(enricher).__name__}.on_start")
         self.inner.on_start(span, parent_context=parent_context)

@@ -229,6 +229,13 @@ ERROR_RULES = _declare(
     "Extra error-classification rules, as `module:attribute` naming a list of "
     "`otel_excellence.ErrorRule`; consulted before the built-in table.",
 )
+BAGGAGE_KEYS = _declare(
+    "baggage_keys",
+    name_list(),
+    (),
+    "W3C baggage keys (e.g. `request.id,tenant.id`) copied onto every span and log record "
+    "started under that baggage, as attributes of the same name.",
+)
 LOG_LEVEL = _declare(
     "log_level",
     log_level(),
@@ -255,6 +262,7 @@ class Settings:
     n_plus_one_max_parents: int = N_PLUS_ONE_MAX_PARENTS.default
     db_statement: str = DB_STATEMENT.default
     error_rules: str = ERROR_RULES.default
+    baggage_keys: tuple[str, ...] = BAGGAGE_KEYS.default
     log_level: str = LOG_LEVEL.default
 
     @classmethod

@@ -165,7 +165,7 @@ class TestResource:
 
 
 class _Exploding:
-    def on_start(self, span: object) -> None:
+    def on_start(self, span: object, parent_context: object) -> None:
         return None
 
     def __call__(self, span: ReadableSpan, changes: SpanChanges) -> None:
@@ -174,7 +174,7 @@ class _Exploding:
 
 
 class _Tagging:
-    def on_start(self, span: object) -> None:
+    def on_start(self, span: object, parent_context: object) -> None:
         return None
 
     def __call__(self, span: ReadableSpan, changes: SpanChanges) -> None:

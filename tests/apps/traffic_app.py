@@ -39,7 +39,7 @@ def run(db: sa.Engine, kind: str, index: int) -> str:
         log.info("handling %s %d", kind, index)
         with db.connect() as connection:
             if kind == "slow":
-                connection.execute(sa.text("SELECT sleep_ms(80)"))
+                connection.execute(sa.text("SELECT sleep_ms(300)"))
             elif kind == "n_plus_one":
                 for item in range(1, 7):
                     connection.execute(sa.text("SELECT id FROM items WHERE id = :id"), {"id": item})
