@@ -21,6 +21,12 @@ def _settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from otel_excellence._demo_launcher import run_demo
+
+    return run_demo()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="otel-excellence",
@@ -35,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--markdown", action="store_true", help="print the configuration reference table"
     )
     settings.set_defaults(handler=_settings)
+    demo = commands.add_parser(
+        "demo",
+        help="run the demo shop service under opentelemetry-instrument with a load generator",
+    )
+    demo.set_defaults(handler=_demo)
     return parser
 
 

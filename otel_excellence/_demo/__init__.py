@@ -1,0 +1,1 @@
+"""The ``otel-excellence demo`` service (needs the ``demo`` extra)."""
