@@ -27,6 +27,12 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo()
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from otel_excellence._doctor import run
+
+    return run()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="otel-excellence",
@@ -46,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the demo shop service under opentelemetry-instrument with a load generator",
     )
     demo.set_defaults(handler=_demo)
+    doctor = commands.add_parser(
+        "doctor",
+        help="show the effective configuration and test the OTLP endpoint with one span",
+        description="Exit codes: 0 healthy, 2 nothing listening, 3 gRPC/HTTP mismatch, "
+        "4 TLS mismatch, 5 credentials rejected, 6 timeout, 7 host not found, 8 other.",
+    )
+    doctor.set_defaults(handler=_doctor)
     return parser
 
 

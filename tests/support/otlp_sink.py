@@ -9,6 +9,7 @@ into plain dicts for assertions.
 from __future__ import annotations
 
 import gzip
+import ssl
 import threading
 import time
 import zlib
@@ -90,7 +91,12 @@ class Metric:
 class OtlpSink:
     """Receives OTLP over gRPC and HTTP on loopback; ``reject`` makes it refuse requests."""
 
-    def __init__(self, grpc_port: int | None = None, http_port: int | None = None) -> None:
+    def __init__(
+        self,
+        grpc_port: int | None = None,
+        http_port: int | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.grpc_port = grpc_port or free_port()
         self.http_port = http_port or free_port()
         self._lock = threading.Lock()
@@ -101,6 +107,7 @@ class OtlpSink:
         self.grpc_metadata: list[dict[str, str]] = []
         # HTTP status / gRPC code to answer with instead of accepting (None = accept).
         self.reject: tuple[int, grpc.StatusCode] | None = None
+        self._tls = tls  # serve OTLP/HTTP over TLS with this server context
         self._grpc_server: grpc.Server | None = None
         self._http_server: ThreadingHTTPServer | None = None
 
@@ -215,6 +222,8 @@ class OtlpSink:
 
         server = ThreadingHTTPServer(("127.0.0.1", self.http_port), Handler)
         server.daemon_threads = True
+        if self._tls is not None:
+            server.socket = self._tls.wrap_socket(server.socket, server_side=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self._http_server = server
 
