@@ -8,13 +8,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format docs collector system-deps venv clean help
+.PHONY: demo test lint format docs collector stack system-deps venv clean help
 
 help:
 	@echo "make demo       run the demo (creates the venv)"
 	@echo "make test       install test dependencies, build the Collector, lint, run every test"
 	@echo "make lint       ruff and mypy"
 	@echo "make collector  build (or reuse) the otelcol-excellence binary"
+	@echo "make stack      the Collector and Prometheus on loopback, without Docker"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +25,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# On embedded defaults (SQLite, in-process Redis, the dev console); set
+# OTEL_EXPORTER_OTLP_ENDPOINT to export over OTLP instead (e.g. to `make stack`).
 demo: $(STAMP)
-	OTEL_TRACES_EXPORTER=console OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=console \
-	OTEL_SERVICE_NAME=demo SQLITE_PATH=$$(mktemp -d)/demo.db \
-	$(BIN)/opentelemetry-instrument $(BIN)/python tests/apps/sample_app.py
+	$(BIN)/otel-excellence demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -46,6 +47,9 @@ docs: $(STAMP)
 
 collector:
 	@scripts/build-collector.sh
+
+stack: system-deps $(STAMP)
+	OTELCOL_BIN=$$(scripts/build-collector.sh) $(BIN)/python scripts/stack.py
 
 # pytest exits 5 when it collected nothing: a suite that ran no test must not pass.
 test: system-deps $(STAMP) lint

@@ -3,31 +3,26 @@
 It stands in for Tempo and Loki behind the Collector, and receives directly from an
 instrumented process in the distro's own end-to-end tests. Everything received is
 decoded with the official protobuf definitions and kept in memory; helpers flatten it
-into plain dicts for assertions.
+into plain dicts for assertions. The server itself is the package's OtlpReceiver (the
+one ``make stack`` runs).
 """
 
 from __future__ import annotations
 
-import gzip
 import ssl
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable
-from concurrent import futures
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
-from opentelemetry.proto.collector.metrics.v1 import (
-    metrics_service_pb2,
-    metrics_service_pb2_grpc,
-)
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from otel_excellence._receiver import OtlpReceiver
 from tests.support.ports import free_port
 
 
@@ -89,7 +84,7 @@ class Metric:
 
 
 class OtlpSink:
-    """Receives OTLP over gRPC and HTTP on loopback; ``reject`` makes it refuse requests."""
+    """The package's OTLP receiver, keeping everything in memory for assertions."""
 
     def __init__(
         self,
@@ -97,21 +92,32 @@ class OtlpSink:
         http_port: int | None = None,
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        self.grpc_port = grpc_port or free_port()
-        self.http_port = http_port or free_port()
         self._lock = threading.Lock()
         self.trace_requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
         self.metric_requests: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
         self.log_requests: list[logs_service_pb2.ExportLogsServiceRequest] = []
         self.http_headers: list[dict[str, str]] = []
         self.grpc_metadata: list[dict[str, str]] = []
-        # HTTP status / gRPC code to answer with instead of accepting (None = accept).
-        self.reject: tuple[int, grpc.StatusCode] | None = None
-        self._tls = tls  # serve OTLP/HTTP over TLS with this server context
-        self._grpc_server: grpc.Server | None = None
-        self._http_server: ThreadingHTTPServer | None = None
+        self._receiver = OtlpReceiver(
+            self._record, grpc_port or free_port(), http_port or free_port(), tls
+        )
 
-    # -- lifecycle ---------------------------------------------------------------------
+    @property
+    def grpc_port(self) -> int:
+        return self._receiver.grpc_port
+
+    @property
+    def http_port(self) -> int:
+        return self._receiver.http_port
+
+    @property
+    def reject(self) -> tuple[int, grpc.StatusCode] | None:
+        return self._receiver.reject
+
+    @reject.setter
+    def reject(self, value: tuple[int, grpc.StatusCode] | None) -> None:
+        self._receiver.reject = value
+
     @property
     def grpc_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.grpc_port}"
@@ -121,18 +127,11 @@ class OtlpSink:
         return f"http://127.0.0.1:{self.http_port}"
 
     def start(self) -> OtlpSink:
-        self._start_grpc()
-        self._start_http()
+        self._receiver.start()
         return self
 
     def stop(self) -> None:
-        if self._grpc_server is not None:
-            self._grpc_server.stop(grace=None).wait(5)
-            self._grpc_server = None
-        if self._http_server is not None:
-            self._http_server.shutdown()
-            self._http_server.server_close()
-            self._http_server = None
+        self._receiver.stop()
 
     def __enter__(self) -> OtlpSink:
         return self.start()
@@ -148,84 +147,6 @@ class OtlpSink:
                 "logs": self.log_requests,
             }[kind].append(request)
             (self.grpc_metadata if grpc_call else self.http_headers).append(headers)
-
-    def _start_grpc(self) -> None:
-        sink = self
-
-        def handler(kind: str, response_type: Any) -> Callable[[Any, grpc.ServicerContext], Any]:
-            def export(request: Any, context: grpc.ServicerContext) -> Any:
-                if sink.reject is not None:
-                    context.abort(sink.reject[1], "rejected by test sink")
-                sink._record(kind, request, dict(context.invocation_metadata()), True)
-                return response_type()
-
-            return export
-
-        class Trace(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
-            Export = staticmethod(handler("traces", trace_service_pb2.ExportTraceServiceResponse))
-
-        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):  # type: ignore[misc]
-            Export = staticmethod(
-                handler("metrics", metrics_service_pb2.ExportMetricsServiceResponse)
-            )
-
-        class Logs(logs_service_pb2_grpc.LogsServiceServicer):  # type: ignore[misc]
-            Export = staticmethod(handler("logs", logs_service_pb2.ExportLogsServiceResponse))
-
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Trace(), server)
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), server)
-        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), server)
-        server.add_insecure_port(f"127.0.0.1:{self.grpc_port}")
-        server.start()
-        self._grpc_server = server
-
-    def _start_http(self) -> None:
-        sink = self
-        routes = {
-            "/v1/traces": ("traces", trace_service_pb2.ExportTraceServiceRequest),
-            "/v1/metrics": ("metrics", metrics_service_pb2.ExportMetricsServiceRequest),
-            "/v1/logs": ("logs", logs_service_pb2.ExportLogsServiceRequest),
-        }
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                # Loki takes OTLP under /otlp: accept any prefix before /v1/<signal>.
-                path = self.path.split("?", 1)[0].rstrip("/")
-                route = next((r for suffix, r in routes.items() if path.endswith(suffix)), None)
-                if route is None:
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                if sink.reject is not None:
-                    self.send_response(sink.reject[0])
-                    self.end_headers()
-                    return
-                encoding = self.headers.get("Content-Encoding", "")
-                if encoding == "gzip":
-                    body = gzip.decompress(body)
-                elif encoding == "deflate":
-                    body = zlib.decompress(body)
-                kind, message_type = route
-                request = message_type()
-                request.ParseFromString(body)
-                sink._record(kind, request, {k.lower(): v for k, v in self.headers.items()}, False)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        server = ThreadingHTTPServer(("127.0.0.1", self.http_port), Handler)
-        server.daemon_threads = True
-        if self._tls is not None:
-            server.socket = self._tls.wrap_socket(server.socket, server_side=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self._http_server = server
 
     # -- reading back -------------------------------------------------------------------
     def spans(self) -> list[Span]:
