@@ -15,6 +15,7 @@ import pytest
 from tests.launch import BIN, clean_env
 from tests.support.otlp_sink import OtlpSink
 from tests.support.ports import free_port
+from tests.support.services import find_tool, missing
 
 
 def doctor(**env: str) -> subprocess.CompletedProcess[str]:
@@ -37,6 +38,8 @@ def sink() -> Iterator[OtlpSink]:
 @pytest.fixture(scope="module")
 def tls_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OtlpSink]:
     """An OTLP/HTTP receiver that speaks only TLS (self-signed certificate)."""
+    if find_tool("openssl") is None:
+        missing("openssl", "`make test` installs the openssl package")
     directory = tmp_path_factory.mktemp("tls")
     key, cert = directory / "key.pem", directory / "cert.pem"
     subprocess.run(

@@ -83,6 +83,13 @@ def pg(telemetry: Telemetry, postgres: Postgres) -> Engine:
     return instrumented_engine(telemetry, postgres.url)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> tuple[str, Engine]:
+    """Each of the two real databases, by its db.system name."""
+    fixture = "sqlite" if request.param == "sqlite" else "pg"
+    return request.param, request.getfixturevalue(fixture)
+
+
 def db_spans(tel: Telemetry, system: str) -> list[ReadableSpan]:
     return [
         s
@@ -116,19 +123,18 @@ def duplicate_email(tel: Telemetry, engine: Engine, email: str) -> None:
 
 
 class TestErrorClassification:
-    @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
     def test_unique_violation_is_conflict_and_not_retryable(
-        self, request: pytest.FixtureRequest, telemetry: Telemetry, database: str
+        self, telemetry: Telemetry, database: tuple[str, Engine]
     ) -> None:
         """The failed INSERT span and the app span it escaped through both say conflict."""
-        engine = request.getfixturevalue("sqlite" if database == "sqlite" else "pg")
+        system, engine = database
         duplicate_email(telemetry, engine, "dup@example.com")
 
-        [insert] = failed(db_spans(telemetry, database))
+        [insert] = failed(db_spans(telemetry, system))
         expected_type = {
             "sqlite": "sqlite3.IntegrityError",
             "postgresql": "psycopg.errors.UniqueViolation",
-        }[database]
+        }[system]
         assert attrs(insert)["error.type"] == expected_type
         assert attrs(insert)["otel_excellence.error.category"] == "conflict"
         assert attrs(insert)["otel_excellence.error.retryable"] is False
@@ -290,11 +296,10 @@ def _seed(engine: Engine, users: int, orders_each: int = 2) -> None:
 
 
 class TestNPlusOne:
-    @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
     def test_lazy_loading_in_a_loop_is_flagged_with_the_exact_count(
-        self, request: pytest.FixtureRequest, telemetry: Telemetry, database: str
+        self, telemetry: Telemetry, database: tuple[str, Engine]
     ) -> None:
-        engine = request.getfixturevalue("sqlite" if database == "sqlite" else "pg")
+        system, engine = database
         _seed(engine, users=7)
         telemetry.reset()
         tracer = telemetry.tracer_provider.get_tracer("test")
@@ -310,7 +315,7 @@ class TestNPlusOne:
         assert (
             telemetry.counter_total(
                 "otel_excellence.db.n_plus_one",
-                **{"db.system.name": database, "db.operation.name": "SELECT"},
+                **{"db.system.name": system, "db.operation.name": "SELECT"},
             )
             == 1
         )

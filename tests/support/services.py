@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def missing(what: str, how: str) -> None:
+def missing(what: str, how: str) -> NoReturn:
     """A service a test needs is absent: fail under CI, skip elsewhere."""
     message = f"{what} is not available ({how})"
     if IN_CI:
@@ -76,7 +76,6 @@ def postgres_server() -> Iterator[Postgres]:
     pg_ctl = find_tool("pg_ctl", "/usr/lib/postgresql/*/bin/pg_ctl")
     if initdb is None or pg_ctl is None:
         missing("PostgreSQL (initdb, pg_ctl)", "`make test` installs the postgresql package")
-        raise AssertionError("unreachable")
     prefix = _as_postgres_user()
     base = tempfile.mkdtemp(prefix="otel-excellence-pg-")
     os.chmod(base, 0o755)  # noqa: S103 - the postgres user must reach its data dir
@@ -124,7 +123,6 @@ def redis_server() -> Iterator[Redis]:
     binary = find_tool("redis-server")
     if binary is None:
         missing("redis-server", "`make test` installs the redis-server package")
-        raise AssertionError("unreachable")
     port = free_port()
     process = subprocess.Popen(
         [
@@ -209,7 +207,6 @@ def prometheus_server() -> Iterator[Prometheus]:
     binary = find_tool("prometheus")
     if binary is None:
         missing("prometheus", "`make test` installs the prometheus package")
-        raise AssertionError("unreachable")
     base = tempfile.mkdtemp(prefix="otel-excellence-prom-")
     config = str(REPO / "deploy" / "prometheus.yml")  # the file docker-compose.yml uses
     port = free_port()
