@@ -308,3 +308,43 @@ def test_agent_routes_whole_traces_to_one_of_two_gateways(
             g.stop()
         for sink in (tempo_a, tempo_b, loki):
             sink.stop()
+
+
+def test_zero_code_launch_through_the_gateway(
+    prometheus: Prometheus, postgres: Any, redis_srv: Any, tmp_path: Path
+) -> None:
+    """The zero-code end-to-end run of test_e2e_zero_code, with our Collector in between."""
+    tempo, loki = OtlpSink().start(), OtlpSink().start()
+    collector = gateway(tempo, loki, prometheus.remote_write_url, OTELCOL_SAMPLING_PERCENTAGE="100")
+    collector.start()
+    try:
+        result = instrumented(
+            "sample_app.py",
+            {
+                "OTEL_SERVICE_NAME": "sample-via-gateway",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": collector.grpc_endpoint,
+                "SQLITE_PATH": str(tmp_path / "sample.db"),
+                "PG_URL": postgres.url,
+                "REDIS_URL": redis_srv.url,
+            },
+        )
+        assert result.returncode == 0, result.stderr
+        assert tempo.wait_for(lambda: any(s.name == "sample.job" for s in tempo.spans()))
+        [job] = [s for s in tempo.spans() if s.name == "sample.job"]
+        systems = {
+            s.attributes.get("db.system") for s in tempo.spans() if s.parent_span_id == job.span_id
+        }
+        assert {"sqlite", "postgresql", "redis"} <= systems
+        assert job.resource["service.name"] == "sample-via-gateway"
+        assert loki.wait_for(lambda: len(loki.logs()) >= 3)
+        inside = [r for r in loki.logs() if "inside the job" in str(r.body)]
+        assert len(inside) == 2
+        assert {(r.trace_id, r.span_id) for r in inside} == {(job.trace_id, job.span_id)}
+        assert prometheus.wait_for(
+            'db_client_operation_duration_seconds_count{job="sample-via-gateway",'
+            'db_system_name="postgresql"}'
+        )
+    finally:
+        collector.stop()
+        tempo.stop()
+        loki.stop()
