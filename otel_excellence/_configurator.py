@@ -34,6 +34,7 @@ from otel_excellence._pipeline import (
     CountingLogExporter,
     CountingLogRecordProcessor,
     CountingSpanExporter,
+    CountingSpanProcessor,
     DeliveryCounter,
     EnrichingSpanProcessor,
     SpanEnricher,
@@ -41,6 +42,7 @@ from otel_excellence._pipeline import (
 from otel_excellence._resource import resource_attributes
 from otel_excellence._settings import Settings
 from otel_excellence._shutdown import ShutdownPlan
+from otel_excellence._sql import scrub_credentials
 
 _lock = threading.Lock()
 _configured = False
@@ -79,7 +81,8 @@ def _abort(exporter: Any) -> Callable[[], None]:
 def _endpoint_description() -> str:
     endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "the default OTLP endpoint"
     protocol = os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-    return f"{endpoint} ({protocol})"
+    # Printed to stderr, which is often collected: never with credentials in it.
+    return f"{scrub_credentials(endpoint)} ({protocol})"
 
 
 def _enrichers(settings: Settings) -> list[SpanEnricher]:
@@ -104,21 +107,31 @@ def _log_processors(settings: Settings) -> list[LogRecordProcessor]:
 
 def _sdk_kwargs(settings: Settings, plan: ShutdownPlan) -> dict[str, Any]:
     """The kwargs for the SDK's ``_initialize_components``: our chain and resource."""
-    span_counter = DeliveryCounter("spans")
-    log_counter = DeliveryCounter("log records")
-    plan.counters += [span_counter, log_counter]
     fan_out = _FanOut()
-    chain = EnrichingSpanProcessor(fan_out, _enrichers(settings), span_counter)
+    chain = EnrichingSpanProcessor(fan_out, _enrichers(settings))
+
+    def counter(signal: str, exporter: object, existing: int) -> DeliveryCounter:
+        # One count per exporter: each delivers (or not) on its own.
+        label = signal if not existing else f"{signal} via {type(exporter).__name__}"
+        made = DeliveryCounter(label)
+        plan.counters.append(made)
+        return made
 
     def export_span_processor(exporter: SpanExporter) -> SpanProcessor:
         plan.aborts.append(_abort(exporter))
-        fan_out.processors.append(BatchSpanProcessor(CountingSpanExporter(exporter, span_counter)))
+        spans = counter("spans", exporter, len(fan_out.processors))
+        batch = BatchSpanProcessor(CountingSpanExporter(exporter, spans))
+        fan_out.processors.append(CountingSpanProcessor(batch, spans))
         return _Placeholder()
+
+    log_exporters: list[LogRecordExporter] = []
 
     def export_log_record_processor(exporter: LogRecordExporter) -> LogRecordProcessor:
         plan.aborts.append(_abort(exporter))
+        records = counter("log records", exporter, len(log_exporters))
+        log_exporters.append(exporter)
         return CountingLogRecordProcessor(
-            BatchLogRecordProcessor(CountingLogExporter(exporter, log_counter)), log_counter
+            BatchLogRecordProcessor(CountingLogExporter(exporter, records)), records
         )
 
     return {

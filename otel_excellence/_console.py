@@ -25,6 +25,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from otel_excellence import _semconv as sc
 
 _MAX_BUFFERED_TRACES = 1000
+_MAX_SPANS_PER_TRACE = 2000  # a long-lived root (a worker loop) must not hold everything
 _REMOTE_ROOT_GRACE_S = 1.0
 _MAX_FINDINGS = 50
 _STATEMENT_WIDTH = 90
@@ -252,7 +253,9 @@ class DevConsoleExporter(SpanExporter):
                 if span.context is None:
                     continue
                 trace_id = span.context.trace_id
-                self._traces.setdefault(trace_id, []).append(span)
+                held = self._traces.setdefault(trace_id, [])
+                if len(held) < _MAX_SPANS_PER_TRACE or span.parent is None:
+                    held.append(span)
                 if span.parent is None:
                     self._waiting.pop(trace_id, None)
                     finished.append(self._traces.pop(trace_id))

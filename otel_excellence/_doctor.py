@@ -251,6 +251,10 @@ def _http_export(t: Target, payload: bytes) -> tuple[int | None, str]:
         connection.close()
 
 
+def _shown(t: Target) -> str:
+    return scrub_credentials(t.url)
+
+
 def _credentials(status: str | int) -> Diagnosis:
     return Diagnosis(
         REJECTED_CREDENTIALS,
@@ -310,13 +314,13 @@ def _probe_grpc(t: Target, payload: bytes) -> Diagnosis:  # noqa: PLR0911 - one 
 def _probe_http(t: Target, payload: bytes) -> Diagnosis:  # noqa: PLR0911 - one return per verdict
     status, details = _http_export(t, payload)
     if status is not None and 200 <= status < 300:
-        return Diagnosis(OK, f"the test span was accepted over OTLP/HTTP at {t.url}")
+        return Diagnosis(OK, f"the test span was accepted over OTLP/HTTP at {_shown(t)}")
     if status in {401, 403}:
         return _credentials(status)
     if status == 404:
         return Diagnosis(
             PROTOCOL_MISMATCH,
-            f"{t.url} answered 404: no OTLP/HTTP receiver at that path",
+            f"{_shown(t)} answered 404: no OTLP/HTTP receiver at that path",
             "OTEL_EXPORTER_OTLP_ENDPOINT takes the base URL (http://host:4318); the exporter "
             "adds /v1/traces. A per-signal *_TRACES_ENDPOINT takes the full URL.",
         )
@@ -330,7 +334,7 @@ def _probe_http(t: Target, payload: bytes) -> Diagnosis:  # noqa: PLR0911 - one 
             "Set OTEL_EXPORTER_OTLP_PROTOCOL=grpc, or use the HTTP port (4318).",
         )
     if status is not None:
-        return Diagnosis(OTHER, f"{t.url} answered {status} {details}")
+        return Diagnosis(OTHER, f"{_shown(t)} answered {status} {details}")
     if t.tls and details.startswith("ssl:"):
         if "certificate" in details.lower():
             return Diagnosis(
@@ -381,7 +385,8 @@ def run(print_line: Callable[[str], None] = print) -> int:
         print_line(f"  {status.status:<11} {status.name}{reason}")
     print_line("")
     t, diagnosis = diagnose(environ)
-    print_line(f"Traces endpoint: {t.url} ({t.protocol}{', TLS' if t.tls else ''})")
+    url = scrub_credentials(t.url)
+    print_line(f"Traces endpoint: {url} ({t.protocol}{', TLS' if t.tls else ''})")
     mark = "OK" if diagnosis.healthy else "PROBLEM"
     print_line(f"{mark}: {diagnosis.title}")
     if diagnosis.advice:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 from opentelemetry import metrics
@@ -21,14 +22,21 @@ from otel_excellence._log import internal_error
 _SINGLE_KEY_READS = frozenset({"GET", "GETEX", "GETDEL", "HGET"})
 _MULTI_KEY_READS = frozenset({"MGET", "HMGET"})
 _HASH_READS = frozenset({"HGETALL"})
-_PARAMETER_REPR_LIMIT = 512
+
+
+# A bounded repr: an executemany with a million rows must not build a huge string on the
+# application's thread just to tell parameter sets apart.
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 200
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 32
+_REPR.maxlevel = 4
 
 
 def _parameters_hash(parameters: Any) -> int:
     try:
         return hash(parameters)
     except TypeError:
-        return hash(repr(parameters)[:_PARAMETER_REPR_LIMIT])
+        return hash(_REPR.repr(parameters))
 
 
 def _outcomes(command: str, response: Any) -> list[str]:
@@ -69,6 +77,8 @@ class LibraryHooks:
 
     def redis_response(self, span: Span, instance: Any, response: Any) -> None:
         try:
+            if hasattr(instance, "command_stack"):
+                return  # a pipeline: its reply is a list of replies, not one command's
             command = str(getattr(span, "name", "")).upper()
             outcomes = _outcomes(command, response)
             for outcome in outcomes:

@@ -30,6 +30,7 @@ from otel_excellence._fingerprint import (
     fingerprint_stacktrace,
     fingerprint_text,
 )
+from otel_excellence._log import internal_error
 from otel_excellence._pipeline import SpanChanges
 from otel_excellence._settings import Settings
 from otel_excellence._sql import sanitize_statement, scrub_credentials, scrub_error_text
@@ -369,12 +370,58 @@ class SpanInsights:
     def __call__(self, span: ReadableSpan, changes: SpanChanges) -> None:
         # One plain-dict copy: the SDK's attribute mapping answers each lookup in Python.
         attributes = dict(span.attributes or {})
-        found = failure(span, attributes)
-        if found is not None:
-            self._failed(span, attributes, found, changes)
         call = db_call(span, attributes)
-        if call is not None:
-            self._database(span, attributes, call, found, changes)
+        # Protection first and on its own: should a finding below fail, the span still
+        # goes out without secrets (the processor keeps changes made before a failure).
+        normalized = self._protect(span, attributes, call, changes)
+        try:
+            found = failure(span, attributes)
+            if found is not None:
+                self._failed(span, attributes, found, changes)
+            if call is not None:
+                self._database(span, call, normalized, found, changes)
+            self._finish_parent(span, changes)
+        except Exception:  # noqa: BLE001 - findings are optional; the span is not
+            internal_error("SpanInsights")
+
+    def _protect(
+        self,
+        span: ReadableSpan,
+        attributes: Mapping[str, Any],
+        call: DbCall | None,
+        changes: SpanChanges,
+    ) -> str | None:
+        """Sanitize the statement and scrub error texts; fail closed. The normal form."""
+        normalized = None
+        try:
+            if call is not None and call.statement is not None:
+                normalized = sanitize_statement(call.statement, call.system)
+                self._statement(call, normalized, changes)
+            connection = attributes.get(sc.CONNECTION_STRING)
+            if isinstance(connection, str):
+                changes.attributes[sc.CONNECTION_STRING] = scrub_credentials(connection)
+            if span.status.status_code is StatusCode.ERROR or span.events:
+                self._scrub_failure(span, changes)
+        except Exception:  # noqa: BLE001 - drop what could not be cleaned, never export it
+            internal_error("SpanInsights protection")
+            if call is not None:
+                changes.removed.update(call.statement_keys)
+            changes.removed.add(sc.CONNECTION_STRING)
+            changes.status = Status(span.status.status_code, None)
+            changes.events = [e for e in span.events if e.name != "exception"]
+        return normalized
+
+    def _scrub_failure(self, span: ReadableSpan, changes: SpanChanges) -> None:
+        description = span.status.description
+        if description:
+            cleaned = self._scrub(description)
+            if cleaned != description:
+                changes.status = Status(StatusCode.ERROR, cleaned)
+        events = scrubbed_events(span.events, self._scrub)
+        if events is not None:
+            changes.events = events
+
+    def _finish_parent(self, span: ReadableSpan, changes: SpanChanges) -> None:
         patterns = self.n_plus_one.finish(span)
         if patterns:
             top = patterns[0]  # one set of attributes per span: the most repeated
@@ -406,20 +453,12 @@ class SpanInsights:
                     sc.ERROR_TYPE: kind,
                 },
             )
-        description = span.status.description
-        if description:
-            cleaned = self._scrub(description)
-            if cleaned != description:
-                changes.status = Status(StatusCode.ERROR, cleaned)
-        events = scrubbed_events(span.events, self._scrub)
-        if events is not None:
-            changes.events = events
 
     def _database(
         self,
         span: ReadableSpan,
-        attributes: Mapping[str, Any],
         call: DbCall,
+        normalized: str | None,
         found: Failure | None,
         changes: SpanChanges,
     ) -> None:
@@ -437,13 +476,8 @@ class SpanInsights:
         if seconds >= self.slow_threshold_s:
             changes.attributes[sc.DB_SLOW] = True
             self._slow.add(1, _db_metric_attributes(call.system, call.operation))
-        if call.statement is not None:
-            normalized = sanitize_statement(call.statement)
+        if normalized is not None:
             self.n_plus_one.observe(span, call, normalized)
-            self._statement(call, normalized, changes)
-        connection = attributes.get(sc.CONNECTION_STRING)
-        if isinstance(connection, str):
-            changes.attributes[sc.CONNECTION_STRING] = scrub_credentials(connection)
 
     def _statement(self, call: DbCall, normalized: str, changes: SpanChanges) -> None:
         if self.statement_mode == "sanitized":

@@ -56,9 +56,17 @@ _RESERVED = frozenset(
 TRACE_ID_KEY = "trace_id"
 SPAN_ID_KEY = "span_id"
 
-# (logger name, level) of the structlog event just emitted and forwarded to stdlib.
+# (logger name, level) of the structlog event just emitted and about to be handed to
+# stdlib. The next LogRecord created with that name and level in this context is its
+# twin: the record factory tags it (creation happens before any logger filter, so the
+# mark is always consumed) and the OTel handler's filter drops tagged records.
 _forwarded: ContextVar[tuple[str, int] | None] = ContextVar(
     "otel_excellence_structlog_forwarded", default=None
+)
+# The twin itself, by identity: tagging the record with an attribute would show up in
+# formatters that dump every record attribute (python-json-logger and the like).
+_twin: ContextVar[logging.LogRecord | None] = ContextVar(
+    "otel_excellence_structlog_twin", default=None
 )
 
 
@@ -73,16 +81,32 @@ _options = LogOptions()
 
 
 # -- record content ---------------------------------------------------------------------
-def typed(value: Any) -> Any:
+_MAX_DEPTH = 8
+
+
+def _text(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the record
+        try:
+            return repr(value)
+        except Exception:  # noqa: BLE001
+            return f"<unprintable {type(value).__name__}>"
+
+
+def typed(value: Any, depth: int = 0) -> Any:
     """A value OpenTelemetry can carry: primitives and their lists/maps as they are,
-    anything else as its string (rather than being dropped with a warning)."""
+    anything else as its string (rather than being dropped with a warning). Nesting is
+    cut at a fixed depth, so self-referencing structures end too."""
     if value is None or isinstance(value, bool | int | float | str | bytes):
         return value
+    if depth >= _MAX_DEPTH:
+        return _text(value)
     if isinstance(value, list | tuple | set | frozenset):
-        return [typed(item) for item in value]
+        return [typed(item, depth + 1) for item in value]
     if isinstance(value, Mapping):
-        return {str(k): typed(v) for k, v in value.items()}
-    return str(value)
+        return {_text(k): typed(v, depth + 1) for k, v in value.items()}
+    return _text(value)
 
 
 def exception_of(exc_info: Any) -> BaseException | None:
@@ -185,18 +209,22 @@ class BridgeProcessor(StructlogProcessor):
         super().__init__(logger_provider=logger_provider)  # type: ignore[no-untyped-call]
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> Any:
-        level = _STDLIB_LEVELS.get(method_name)
-        stdlib = isinstance(logger, logging.Logger) and level is not None
-        if stdlib and not logger.isEnabledFor(level):
-            # stdlib will drop it, so the app never sees it: neither does the backend.
-            return event_dict
-        result = super().__call__(logger, method_name, event_dict)
-        if stdlib:
-            handler = _otel_handler()
-            if handler is not None and _reaches(logger, handler, level):  # type: ignore[arg-type]
-                _forwarded.set((logger.name, level))  # type: ignore[arg-type]
-        add_trace_ids(event_dict)
-        return result
+        try:
+            _forwarded.set(None)  # an earlier event's twin that never came is no longer due
+            level = _STDLIB_LEVELS.get(method_name)
+            stdlib = isinstance(logger, logging.Logger) and level is not None
+            if stdlib and (logger.disabled or not logger.isEnabledFor(level)):
+                # stdlib will drop it, so the app never sees it: neither does the backend.
+                return event_dict
+            super().__call__(logger, method_name, event_dict)
+            if stdlib:
+                handler = _otel_handler()
+                if handler is not None and _reaches(logger, handler, level):  # type: ignore[arg-type]
+                    _forwarded.set((logger.name, level))  # type: ignore[arg-type]
+            add_trace_ids(event_dict)
+        except Exception:  # noqa: BLE001 - a log call must never fail because of telemetry
+            internal_error("structlog bridge")
+        return event_dict
 
     @staticmethod
     def _get_attributes(event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -236,11 +264,26 @@ class _BridgeFilter(logging.Filter):
     """On the OTel root handler: drops the stdlib twin of a structlog event."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        mark = _forwarded.get()
-        if mark is not None and mark == (record.name, record.levelno):
-            _forwarded.set(None)
+        if record is _twin.get():
+            _twin.set(None)
             return False
         return True
+
+
+def _tagging_factory(
+    create: Callable[..., logging.LogRecord],
+) -> Callable[..., logging.LogRecord]:
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = create(*args, **kwargs)
+        mark = _forwarded.get()
+        if mark is not None:
+            _forwarded.set(None)
+            if mark == (record.name, record.levelno):
+                _twin.set(record)
+        return record
+
+    factory.__wrapped__ = create  # type: ignore[attr-defined]
+    return factory
 
 
 def _typed_stdlib_attributes(
@@ -267,6 +310,7 @@ def _after_logging_instrumented() -> None:
         return
     if not any(isinstance(f, _BridgeFilter) for f in handler.filters):
         handler.addFilter(_BridgeFilter())
+        logging.setLogRecordFactory(_tagging_factory(logging.getLogRecordFactory()))
     current = getattr(handler, "_get_attributes", None)
     if callable(current) and not hasattr(current, "__wrapped__"):
         # The handler's own attribute builder, extended on this one instance: the

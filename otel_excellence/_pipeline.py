@@ -106,6 +106,27 @@ class CountingLogRecordProcessor(LogRecordProcessor):
         return self.inner.force_flush(timeout_millis)
 
 
+class CountingSpanProcessor(SpanProcessor):
+    """Counts spans entering ``inner`` (one exporting processor)."""
+
+    def __init__(self, inner: SpanProcessor, counter: DeliveryCounter) -> None:
+        self.inner = inner
+        self._counter = counter
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.inner.on_start(span, parent_context=parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._counter.accept()
+        self.inner.on_end(span)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
 class SpanChanges:
     """What enrichers want changed on an ended span; applied in one copy."""
 
@@ -167,19 +188,13 @@ def rebuild(span: ReadableSpan, changes: SpanChanges) -> ReadableSpan:
 class EnrichingSpanProcessor(SpanProcessor):
     """Runs ``enrichers`` on each ended span and passes an enriched copy to ``inner``.
 
-    One pass per span; a failing enricher is reported once and the span goes on
-    without its changes.
+    One pass per span; a failing enricher is reported once and the span goes on with
+    whatever changes were recorded before the failure.
     """
 
-    def __init__(
-        self,
-        inner: SpanProcessor,
-        enrichers: Sequence[SpanEnricher] = (),
-        counter: DeliveryCounter | None = None,
-    ) -> None:
+    def __init__(self, inner: SpanProcessor, enrichers: Sequence[SpanEnricher] = ()) -> None:
         self.inner = inner
         self.enrichers = tuple(enrichers)
-        self._counter = counter
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         for enricher in self.enrichers:
@@ -190,15 +205,14 @@ class EnrichingSpanProcessor(SpanProcessor):
         self.inner.on_start(span, parent_context=parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
-        if self._counter is not None:
-            self._counter.accept()
         changes = SpanChanges()
         for enricher in self.enrichers:
             try:
                 enricher(span, changes)
             except Exception:  # noqa: BLE001 - telemetry must not break the application
+                # Changes made before the failure stay: enrichers protect (sanitize,
+                # scrub) before they add findings.
                 internal_error(type(enricher).__name__)
-                changes = SpanChanges()  # a half-applied change set is worse than none
         self.inner.on_end(rebuild(span, changes) if changes else span)
 
     def shutdown(self) -> None:

@@ -16,36 +16,60 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-_TOKEN = re.compile(
-    r"""
-      (?P<comment>--[^\n]*|/\*.*?\*/)
-    | (?P<dollar>\$\$.*?\$\$|\$(?P<tag>[A-Za-z_]\w*)\$.*?\$(?P=tag)\$)
-    | (?P<string>[eEbBxXnN]?'(?:[^']|'')*')
-    | (?P<ident>"(?:[^"]|"")*"|`[^`]*`)
+# Fail closed: a backslash escapes the next character (MySQL, PostgreSQL E'' strings) and
+# an unterminated comment, string or dollar quote runs to the end of the text - both
+# redact more than needed rather than let the rest of a literal through.
+_COMMON = r"""
+      (?P<comment>--[^\n]*|/\*.*?(?:\*/|\Z))
+    | (?P<dollar>\$\$.*?(?:\$\$|\Z)|\$(?P<tag>[A-Za-z_]\w*)\$.*?(?:\$(?P=tag)\$|\Z))
+    | (?P<string>[eEbBxXnN]?'(?:[^'\\]|\\.|'')*(?:'|\Z))
+    | {double}
     | (?P<placeholder>%\([^)]+\)s|%s|(?<!:):[A-Za-z_]\w*|\?|\$\d+)
     | (?P<number>(?<![\w$.])(?:0[xX][0-9a-fA-F]+|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)(?![\w.]))
-    """,
+"""
+# "..." is an identifier in standard SQL (PostgreSQL) but a string literal in MySQL and,
+# when no such column exists, in SQLite: there it is redacted too.
+_TOKEN = re.compile(
+    _COMMON.replace("{double}", r"(?P<ident>\"(?:[^\"]|\"\")*\"|`[^`]*`)"),
     re.VERBOSE | re.DOTALL,
 )
+_TOKEN_DOUBLE_QUOTED_STRINGS = re.compile(
+    _COMMON.replace(
+        "{double}", r"(?P<dstring>\"(?:[^\"\\]|\\.|\"\")*(?:\"|\Z)) | (?P<ident>`[^`]*`)"
+    ),
+    re.VERBOSE | re.DOTALL,
+)
+DOUBLE_QUOTED_STRING_SYSTEMS = frozenset({"mysql", "mariadb", "sqlite"})
 _PARAM = r"(?:\?|%\([^)]+\)s|%s|:[A-Za-z_]\w*|\$\d+)"
 _IN_LIST = re.compile(rf"\bIN\s*\(\s*{_PARAM}(?:\s*,\s*{_PARAM})*\s*\)", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 _MAX_STATEMENT = 4096
+# Longer statements are cut before anything else (and before caching), so neither the
+# work nor the cache grows with a multi-megabyte bulk INSERT.
+_MAX_INPUT = _MAX_STATEMENT * 4
 
 
 def _replace(match: re.Match[str]) -> str:
     kind = match.lastgroup
     if kind == "comment":
         return " "
-    if kind in {"dollar", "string", "number"}:
+    if kind in {"dollar", "string", "dstring", "number"}:
         return "?"
     return match.group(0)
 
 
+def sanitize_statement(statement: str, system: str | None = None) -> str:
+    """``statement`` with literals replaced by ``?``, comments removed, IN-lists collapsed.
+
+    ``system`` (``db.system``) decides whether double-quoted text is a string literal.
+    """
+    return _sanitize(statement[:_MAX_INPUT], system in DOUBLE_QUOTED_STRING_SYSTEMS)
+
+
 @lru_cache(maxsize=2048)
-def sanitize_statement(statement: str) -> str:
-    """``statement`` with literals replaced by ``?``, comments removed, IN-lists collapsed."""
-    text = _TOKEN.sub(_replace, statement[: _MAX_STATEMENT * 4])
+def _sanitize(statement: str, double_quoted_strings: bool) -> str:
+    pattern = _TOKEN_DOUBLE_QUOTED_STRINGS if double_quoted_strings else _TOKEN
+    text = pattern.sub(_replace, statement)
     text = _IN_LIST.sub("IN (?)", text)
     return _SPACE.sub(" ", text).strip()[:_MAX_STATEMENT]
 
