@@ -203,27 +203,27 @@ class Findings:
 
     def render(self, style: Style) -> list[str]:
         lines = [style.bold("Findings (computed from the exported telemetry)")]
-        lines.append("  N+1 queries:")
-        if not self.n_plus_one:
-            lines.append(style.dim("    none"))
-        for (parent, statement), counts in sorted(self.n_plus_one.items()):
-            lines.append(
-                f"    {style.yellow(parent)}: {_short(statement, 70)} ran "
-                f"{max(counts)}× per request ({len(counts)} request(s))"
-            )
-        lines.append("  Slow database calls:")
-        if not self.slow:
-            lines.append(style.dim("    none"))
-        for statement, durations in sorted(self.slow.items(), key=lambda kv: -max(kv[1])):
-            lines.append(
-                f"    {style.yellow(f'{max(durations):.0f} ms')}  {_short(statement, 70)}"
-                f"  ({len(durations)} call(s))"
-            )
-        lines.append("  Errors by category (traces):")
-        if not self.error_traces:
-            lines.append(style.dim("    none"))
-        for category, count in self.error_traces.most_common():
-            lines.append(f"    {style.red(category)}: {count}")
+        n_plus_one = [
+            f"    {style.yellow(parent)}: {_short(statement, 70)} ran "
+            f"{max(counts)}× per request ({len(counts)} request(s))"
+            for (parent, statement), counts in sorted(self.n_plus_one.items())
+        ]
+        slow = [
+            f"    {style.yellow(f'{max(durations):.0f} ms')}  {_short(statement, 70)}"
+            f"  ({len(durations)} call(s))"
+            for statement, durations in sorted(self.slow.items(), key=lambda kv: -max(kv[1]))
+        ]
+        errors = [
+            f"    {style.red(category)}: {count}"
+            for category, count in self.error_traces.most_common()
+        ]
+        for heading, entries in (
+            ("N+1 queries", n_plus_one),
+            ("Slow database calls", slow),
+            ("Errors by category (traces)", errors),
+        ):
+            lines.append(f"  {heading}:")
+            lines.extend(entries or [style.dim("    none")])
         hits, misses = self.cache["hit"], self.cache["miss"]
         total = hits + misses
         ratio = f"{100 * hits / total:.0f}%" if total else "n/a"

@@ -20,15 +20,20 @@ from tests.support.services import Redis
 from tests.support.telemetry import attrs, make_telemetry
 
 
+def run_edge_app(mode: str, sink: OtlpSink) -> Any:
+    run = instrumented(
+        "log_edge_app.py",
+        {"MODE": mode, "OTEL_SERVICE_NAME": "edge",
+         "OTEL_EXPORTER_OTLP_ENDPOINT": sink.grpc_endpoint},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return run
+
+
 class TestStructlogNeverBreaksTheApp:
     def test_odd_values_are_logged_and_the_app_goes_on(self) -> None:
         with OtlpSink() as sink:
-            run = instrumented(
-                "log_edge_app.py",
-                {"MODE": "robust", "OTEL_SERVICE_NAME": "edge",
-                 "OTEL_EXPORTER_OTLP_ENDPOINT": sink.grpc_endpoint},
-            )  # fmt: skip
-            assert run.returncode == 0, run.stderr
+            run = run_edge_app("robust", sink)
             assert "app kept running" in run.stdout
             assert sink.wait_for(lambda: len(sink.logs()) == 2)
         records = {r.body: r for r in sink.logs()}
@@ -38,12 +43,7 @@ class TestStructlogNeverBreaksTheApp:
 
 def test_a_filtered_structlog_event_does_not_swallow_the_next_stdlib_record() -> None:
     with OtlpSink() as sink:
-        run = instrumented(
-            "log_edge_app.py",
-            {"MODE": "filtered", "OTEL_SERVICE_NAME": "edge",
-             "OTEL_EXPORTER_OTLP_ENDPOINT": sink.grpc_endpoint},
-        )  # fmt: skip
-        assert run.returncode == 0, run.stderr
+        run = run_edge_app("filtered", sink)
         assert sink.wait_for(lambda: any("payment failed" in str(r.body) for r in sink.logs()))
     bodies = [str(r.body) for r in sink.logs()]
     assert bodies.count("payment failed for order 7") == 1
