@@ -33,7 +33,7 @@ from opentelemetry.sdk._logs.export import (
 )
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_excellence._logs import BridgeProcessor, _typed_stdlib_attributes
+from otel_excellence._logs.bridge import BridgeProcessor, _typed_stdlib_attributes
 
 
 class NoOpExporter(LogRecordExporter):

@@ -33,12 +33,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import NoOpTracerProvider, SpanKind
 
-from otel_excellence._error_rules import RULES
-from otel_excellence._errors import Classifier
-from otel_excellence._hooks import LibraryHooks
-from otel_excellence._insights import SpanInsights
-from otel_excellence._pipeline import EnrichingSpanProcessor
-from otel_excellence._settings import Settings
+from otel_excellence._config.settings import Settings
+from otel_excellence._export.pipeline import EnrichingSpanProcessor
+from otel_excellence._findings.error_rules import RULES
+from otel_excellence._findings.errors import Classifier
+from otel_excellence._findings.hooks import LibraryHooks
+from otel_excellence._findings.insights import SpanInsights
 
 
 class NoOpExporter(SpanExporter):

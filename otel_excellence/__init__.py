@@ -8,11 +8,11 @@ processes that cannot use the wrapper, call :func:`configure`.
 from __future__ import annotations
 
 from otel_excellence._api import configure
-from otel_excellence._classify import add_error_rules, classify_exception
-from otel_excellence._context import current_trace_id, current_traceparent
-from otel_excellence._errors import CATEGORIES, ErrorClass, ErrorRule
-from otel_excellence._logs import structlog_processors
-from otel_excellence._settings import Settings
+from otel_excellence._config.settings import Settings
+from otel_excellence._findings.classify import add_error_rules, classify_exception
+from otel_excellence._findings.errors import CATEGORIES, ErrorClass, ErrorRule
+from otel_excellence._logs.bridge import structlog_processors
+from otel_excellence._logs.context import current_trace_id, current_traceparent
 from otel_excellence.exceptions import ConfigurationError, OtelExcellenceError
 
 __version__ = "0.1.0"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from otel_excellence._log import internal_error
+from otel_excellence._diagnostics import internal_error
 
 
 def configure(**settings: Any) -> bool:
@@ -23,8 +23,8 @@ def configure(**settings: Any) -> bool:
     try:
         from opentelemetry.instrumentation.auto_instrumentation._load import _load_instrumentors
 
-        from otel_excellence._configurator import configure_sdk
-        from otel_excellence._distro import OtelExcellenceDistro
+        from otel_excellence._config.configurator import configure_sdk
+        from otel_excellence._config.distro import OtelExcellenceDistro
 
         distro = OtelExcellenceDistro()
         distro.configure()

@@ -25,7 +25,7 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
-from otel_excellence._receiver import OtlpReceiver
+from otel_excellence._export.receiver import OtlpReceiver
 
 REPO = Path(__file__).resolve().parents[1]
 STATE = Path(os.environ.get("STACK_DIR", REPO / ".stack"))

@@ -1,8 +1,8 @@
-"""Regenerate the settings table in docs/configuration.md from otel_excellence/_settings.py."""
+"""Regenerate the settings table in docs/configuration.md from _config/settings.py."""
 
 from pathlib import Path
 
-from otel_excellence._settings import render_markdown
+from otel_excellence._config.settings import render_markdown
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 START = "| Variable | Type | Default | Description |"

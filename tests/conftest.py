@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from otel_excellence import _log
+from otel_excellence import _diagnostics as _log
 from tests.support.services import Postgres, Redis, postgres_server, redis_server
 
 

@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from otel_excellence._console import DevConsoleExporter, Style
+from otel_excellence._export.console import DevConsoleExporter, Style
 
 
 class Tty(io.StringIO):

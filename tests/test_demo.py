@@ -98,7 +98,7 @@ class TestEmbeddedDefaults:
 
         import fakeredis
 
-        from otel_excellence._demo.app import create_app, database
+        from otel_excellence._cli.demo_app.app import create_app, database
 
         app = create_app(database(f"{tempfile.mkdtemp()}/t.db"), fakeredis.FakeRedis())
         client = app.test_client()
@@ -142,7 +142,7 @@ def test_demo_without_the_demo_extra_explains_what_to_install() -> None:
     result = subprocess.run(
         [sys.executable, "-c",
          "import sys, importlib.util as u; u.find_spec = lambda name: None; "
-         "from otel_excellence._demo_launcher import run_demo; sys.exit(run_demo())"],
+         "from otel_excellence._cli.demo import run_demo; sys.exit(run_demo())"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 2

@@ -14,11 +14,16 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_excellence import Settings, _log
-from otel_excellence._distro import DEFAULTS, apply_defaults, warn_about_unsupported_libraries
-from otel_excellence._instrumentations import UNSUPPORTED, instrumentation_statuses
-from otel_excellence._pipeline import EnrichingSpanProcessor, SpanChanges
-from otel_excellence._resource import fallback_service_name, resource_attributes
+from otel_excellence import Settings
+from otel_excellence import _diagnostics as _log
+from otel_excellence._config.distro import (
+    DEFAULTS,
+    apply_defaults,
+    warn_about_unsupported_libraries,
+)
+from otel_excellence._config.instrumentations import UNSUPPORTED, instrumentation_statuses
+from otel_excellence._config.resource import fallback_service_name, resource_attributes
+from otel_excellence._export.pipeline import EnrichingSpanProcessor, SpanChanges
 from tests.launch import clean_env
 from tests.support.otlp_sink import OtlpSink
 

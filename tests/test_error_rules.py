@@ -15,8 +15,8 @@ import sqlalchemy as sa
 
 import otel_excellence
 from otel_excellence import ErrorRule, add_error_rules, classify_exception
-from otel_excellence._error_rules import CLASSIFIER, RULES
-from otel_excellence._errors import CATEGORIES, Classifier, ErrorClass, load_rules
+from otel_excellence._findings.error_rules import CLASSIFIER, RULES
+from otel_excellence._findings.errors import CATEGORIES, Classifier, ErrorClass, load_rules
 
 
 @pytest.fixture(autouse=True)

@@ -25,10 +25,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from otel_excellence import _log
-from otel_excellence._fingerprint import fingerprint_stacktrace
-from otel_excellence._insights import DURATION_BUCKETS
-from otel_excellence._settings import Settings
+from otel_excellence import _diagnostics as _log
+from otel_excellence._config.settings import Settings
+from otel_excellence._findings.fingerprint import fingerprint_stacktrace
+from otel_excellence._findings.insights import DURATION_BUCKETS
 from tests.support.ports import free_port
 from tests.support.services import Postgres, Redis
 from tests.support.telemetry import Telemetry, attrs, iter_strings, make_telemetry

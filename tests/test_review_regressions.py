@@ -11,8 +11,9 @@ import sqlalchemy as sa
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
-from otel_excellence import _insights, _log
-from otel_excellence._sql import sanitize_statement
+from otel_excellence import _diagnostics as _log
+from otel_excellence._findings import insights as _insights
+from otel_excellence._findings.sql import sanitize_statement
 from tests.launch import instrumented
 from tests.support.otlp_sink import OtlpSink
 from tests.support.ports import free_port

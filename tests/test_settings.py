@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from otel_excellence import Settings
-from otel_excellence._settings import all_settings, render_markdown
+from otel_excellence._config.settings import all_settings, render_markdown
 
 # env name -> (a good raw value, what it resolves to, a bad raw value)
 CASES: dict[str, tuple[str, Any, str]] = {

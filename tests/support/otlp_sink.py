@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from otel_excellence._receiver import OtlpReceiver
+from otel_excellence._export.receiver import OtlpReceiver
 from tests.support.ports import free_port
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from otel_excellence._log import warn_once
+from otel_excellence._diagnostics import warn_once
 
 CATEGORIES = (
     "timeout",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from otel_excellence._error_rules import CLASSIFIER
-from otel_excellence._errors import ErrorClass, ErrorRule
+from otel_excellence._findings.error_rules import CLASSIFIER
+from otel_excellence._findings.errors import ErrorClass, ErrorRule
 
 
 def add_error_rules(*rules: ErrorRule) -> int:

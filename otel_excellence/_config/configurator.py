@@ -22,15 +22,11 @@ from opentelemetry.sdk.environment_variables import OTEL_SDK_DISABLED
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-from otel_excellence import _logs
-from otel_excellence._distro import register_instrumentor_hooks
-from otel_excellence._error_rules import CLASSIFIER
-from otel_excellence._errors import load_rules
-from otel_excellence._hooks import LibraryHooks
-from otel_excellence._insights import BaggageOnSpans, SpanInsights
-from otel_excellence._log import internal_error, logger, warn_once
-from otel_excellence._logs import BaggageLogProcessor
-from otel_excellence._pipeline import (
+from otel_excellence._config.distro import register_instrumentor_hooks
+from otel_excellence._config.resource import resource_attributes
+from otel_excellence._config.settings import Settings
+from otel_excellence._diagnostics import internal_error, logger, warn_once
+from otel_excellence._export.pipeline import (
     CountingLogExporter,
     CountingLogRecordProcessor,
     CountingSpanExporter,
@@ -39,10 +35,14 @@ from otel_excellence._pipeline import (
     EnrichingSpanProcessor,
     SpanEnricher,
 )
-from otel_excellence._resource import resource_attributes
-from otel_excellence._settings import Settings
-from otel_excellence._shutdown import ShutdownPlan
-from otel_excellence._sql import scrub_credentials
+from otel_excellence._export.shutdown import ShutdownPlan
+from otel_excellence._findings.error_rules import CLASSIFIER
+from otel_excellence._findings.errors import load_rules
+from otel_excellence._findings.hooks import LibraryHooks
+from otel_excellence._findings.insights import BaggageOnSpans, SpanInsights
+from otel_excellence._findings.sql import scrub_credentials
+from otel_excellence._logs import bridge as _logs
+from otel_excellence._logs.bridge import BaggageLogProcessor
 
 _lock = threading.Lock()
 _configured = False

@@ -14,8 +14,8 @@ from opentelemetry.sdk.resources import (
 )
 from opentelemetry.util.types import AttributeValue
 
-from otel_excellence._log import internal_error, warn_once
-from otel_excellence._settings import Settings
+from otel_excellence._config.settings import Settings
+from otel_excellence._diagnostics import internal_error, warn_once
 
 SERVICE_NAME = "service.name"
 SERVICE_VERSION = "service.version"

@@ -31,12 +31,12 @@ from opentelemetry.instrumentation.structlog import StructlogInstrumentor, Struc
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
 from otel_excellence import _semconv as sc
-from otel_excellence._distro import register_instrumentor_hooks
-from otel_excellence._error_rules import CLASSIFIER
-from otel_excellence._errors import qualified_name
-from otel_excellence._fingerprint import fingerprint_exception, fingerprint_stacktrace
-from otel_excellence._log import internal_error
-from otel_excellence._sql import scrub_credentials, scrub_error_text
+from otel_excellence._config.distro import register_instrumentor_hooks
+from otel_excellence._diagnostics import internal_error
+from otel_excellence._findings.error_rules import CLASSIFIER
+from otel_excellence._findings.errors import qualified_name
+from otel_excellence._findings.fingerprint import fingerprint_exception, fingerprint_stacktrace
+from otel_excellence._findings.sql import scrub_credentials, scrub_error_text
 
 _STDLIB_LEVELS = {
     "debug": logging.DEBUG,

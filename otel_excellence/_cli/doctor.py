@@ -23,10 +23,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
-from otel_excellence._distro import apply_defaults
-from otel_excellence._instrumentations import instrumentation_statuses
-from otel_excellence._settings import Settings, all_settings
-from otel_excellence._sql import scrub_credentials
+from otel_excellence._config.distro import apply_defaults
+from otel_excellence._config.instrumentations import instrumentation_statuses
+from otel_excellence._config.settings import Settings, all_settings
+from otel_excellence._findings.sql import scrub_credentials
 
 TIMEOUT_S = 3.0
 _SECRET_NAME = re.compile(r"HEADERS|PASSWORD|SECRET|TOKEN|API_KEY|CREDENTIAL", re.I)

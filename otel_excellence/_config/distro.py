@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 from opentelemetry.util._importlib_metadata import EntryPoint, entry_points
 
-from otel_excellence._instrumentations import UNSUPPORTED, instrumentation_statuses
-from otel_excellence._log import internal_error, logger, warn_once
+from otel_excellence._config.instrumentations import UNSUPPORTED, instrumentation_statuses
+from otel_excellence._diagnostics import internal_error, logger, warn_once
 
 DISTRO_NAME = "otel_excellence"
 

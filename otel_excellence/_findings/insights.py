@@ -24,16 +24,16 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from otel_excellence import _semconv as sc
-from otel_excellence._errors import Classifier, ErrorClass, qualified_name
-from otel_excellence._fingerprint import (
+from otel_excellence._config.settings import Settings
+from otel_excellence._diagnostics import internal_error
+from otel_excellence._export.pipeline import SpanChanges
+from otel_excellence._findings.errors import Classifier, ErrorClass, qualified_name
+from otel_excellence._findings.fingerprint import (
     fingerprint_exception,
     fingerprint_stacktrace,
     fingerprint_text,
 )
-from otel_excellence._log import internal_error
-from otel_excellence._pipeline import SpanChanges
-from otel_excellence._settings import Settings
-from otel_excellence._sql import sanitize_statement, scrub_credentials, scrub_error_text
+from otel_excellence._findings.sql import sanitize_statement, scrub_credentials, scrub_error_text
 
 # Semantic-convention buckets for db.client.operation.duration (seconds).
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)

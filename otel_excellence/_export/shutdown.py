@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from otel_excellence._log import logger
-from otel_excellence._pipeline import DeliveryCounter
+from otel_excellence._diagnostics import logger
+from otel_excellence._export.pipeline import DeliveryCounter
 
 # During a bounded shutdown the exporters' per-retry warnings say nothing our one
 # summary line does not, and arrive after the process has decided to exit.

@@ -53,7 +53,7 @@ def run_demo() -> int:
         f"its telemetry goes to {destination}.\n",
         flush=True,
     )
-    command = [_instrument_command(), sys.executable, "-m", "otel_excellence._demo"]
+    command = [_instrument_command(), sys.executable, "-m", "otel_excellence._cli.demo_app"]
     code = subprocess.call(command, env=env)
     print(
         "\nYour own app, the same way:\n"

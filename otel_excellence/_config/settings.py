@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from otel_excellence._log import warn_once
+from otel_excellence._diagnostics import warn_once
 from otel_excellence.exceptions import ConfigurationError
 
 T = TypeVar("T")

@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Status
 from opentelemetry.util.types import AttributeValue
 
-from otel_excellence._log import internal_error
+from otel_excellence._diagnostics import internal_error
 
 
 class DeliveryCounter:

@@ -7,8 +7,8 @@ would retrying the same operation plausibly succeed?
 
 from __future__ import annotations
 
-from otel_excellence._errors import Classifier
-from otel_excellence._errors import ErrorRule as R
+from otel_excellence._findings.errors import Classifier
+from otel_excellence._findings.errors import ErrorRule as R
 
 _CONNECTION_TEXT = (
     r"connection refused|could not connect|connection (?:failed|reset|timed out)|"

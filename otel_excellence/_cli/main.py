@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from otel_excellence import __version__
-from otel_excellence._settings import Settings, all_settings, render_markdown
+from otel_excellence._config.settings import Settings, all_settings, render_markdown
 
 
 def _settings(args: argparse.Namespace) -> int:
@@ -22,13 +22,13 @@ def _settings(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from otel_excellence._demo_launcher import run_demo
+    from otel_excellence._cli.demo import run_demo
 
     return run_demo()
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from otel_excellence._doctor import run
+    from otel_excellence._cli.doctor import run
 
     return run()
 

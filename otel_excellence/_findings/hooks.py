@@ -15,8 +15,8 @@ from opentelemetry import metrics
 from opentelemetry.trace import Span
 
 from otel_excellence import _semconv as sc
-from otel_excellence._insights import NPlusOneDetector
-from otel_excellence._log import internal_error
+from otel_excellence._diagnostics import internal_error
+from otel_excellence._findings.insights import NPlusOneDetector
 
 # Redis read commands whose reply tells hit from miss.
 _SINGLE_KEY_READS = frozenset({"GET", "GETEX", "GETDEL", "HGET"})
