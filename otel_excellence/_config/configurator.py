@@ -26,15 +26,14 @@ from otel_excellence._config.distro import register_instrumentor_hooks
 from otel_excellence._config.resource import resource_attributes
 from otel_excellence._config.settings import Settings
 from otel_excellence._diagnostics import internal_error, logger, warn_once
-from otel_excellence._export.pipeline import (
+from otel_excellence._export.delivery import (
     CountingLogExporter,
     CountingLogRecordProcessor,
     CountingSpanExporter,
     CountingSpanProcessor,
     DeliveryCounter,
-    EnrichingSpanProcessor,
-    SpanEnricher,
 )
+from otel_excellence._export.pipeline import EnrichingSpanProcessor, SpanEnricher
 from otel_excellence._export.shutdown import ShutdownPlan
 from otel_excellence._findings.error_rules import CLASSIFIER
 from otel_excellence._findings.errors import load_rules

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otel_excellence._diagnostics import logger
-from otel_excellence._export.pipeline import DeliveryCounter
+from otel_excellence._export.delivery import DeliveryCounter
 
 # During a bounded shutdown the exporters' per-retry warnings say nothing our one
 # summary line does not, and arrive after the process has decided to exit.
