@@ -303,7 +303,7 @@ class TestConfigureFromCode:
                 {
                     "OTEL_SERVICE_NAME": "no-sql",
                     "OTEL_EXPORTER_OTLP_ENDPOINT": sink.grpc_endpoint,
-                    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "sqlalchemy",
+                    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "sqlalchemy,sqlite3",
                 },
             )
             assert result.returncode == 0, result.stderr
