@@ -56,7 +56,7 @@ def provider(setup: str) -> tuple[Any, LibraryHooks | None]:
         return tracer_provider, None
     insights = SpanInsights(Settings(), Classifier(RULES), meter_provider=MeterProvider())
     tracer_provider.add_span_processor(EnrichingSpanProcessor(batch, [insights]))
-    return tracer_provider, LibraryHooks(insights.n_plus_one, meter_provider=MeterProvider())
+    return tracer_provider, LibraryHooks(meter_provider=MeterProvider())
 
 
 def plain(tracer: Any) -> None:

@@ -19,6 +19,8 @@ DB_SLOW = "otel_excellence.db.slow"
 N_PLUS_ONE = "otel_excellence.db.n_plus_one"
 N_PLUS_ONE_COUNT = "otel_excellence.db.n_plus_one.count"
 N_PLUS_ONE_STATEMENT = "otel_excellence.db.n_plus_one.statement"
+N_PLUS_ONE_PARENT = "otel_excellence.db.n_plus_one.parent"
+ROUTE = "otel_excellence.route"  # metric attribute: the local root's http.route, else name
 CACHE_RESULT = "otel_excellence.cache.result"
 
 # Semantic conventions.

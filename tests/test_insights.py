@@ -7,10 +7,12 @@ produces. tests/test_e2e_findings.py proves the same through the zero-code launc
 
 from __future__ import annotations
 
+import gc
 import re
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -283,7 +285,13 @@ class TestSlowQueries:
                 connection.execute(sa.text("SELECT 1"))
         finally:
             SQLAlchemyInstrumentor().uninstrument()
-        assert all(attrs(s)["otel_excellence.db.slow"] is True for s in db_spans(tel, "sqlite"))
+        statements = queries(tel, "sqlite")
+        assert statements
+        assert all(attrs(s)["otel_excellence.db.slow"] is True for s in statements)
+        # Opening a pool connection is not a database operation: never flagged.
+        connects = [s for s in db_spans(tel, "sqlite") if s.name == "connect"]
+        assert connects
+        assert not any("otel_excellence.db.slow" in attrs(s) for s in connects)
 
 
 def _seed(engine: Engine, users: int, orders_each: int = 2) -> None:
@@ -347,19 +355,43 @@ class TestNPlusOne:
         assert attrs(parent)["otel_excellence.db.n_plus_one.count"] == 6
         assert attrs(parent)["otel_excellence.db.n_plus_one.statement"] == "GET ?"
 
-    def test_state_is_bounded_when_parents_never_end(self) -> None:
-        tel = make_telemetry(Settings(n_plus_one_max_parents=10))
+    def test_state_for_a_root_that_never_ends_goes_with_the_span(self) -> None:
+        """N+1 state lives on the root span object: a root the application abandons
+        without ending takes its state with it (nothing global grows)."""
+        tel = make_telemetry()
         tracer = tel.tracer_provider.get_tracer("test")
-        for _ in range(100):
-            parent = tracer.start_span("never-ends")  # deliberately never ended
+        refs = []
+        for _ in range(50):
+            root = tracer.start_span("never-ends")  # deliberately never ended
             with tracer.start_as_current_span(
                 "SELECT",
                 kind=SpanKind.CLIENT,
-                context=set_span_in_context(parent),
+                context=set_span_in_context(root),
                 attributes={"db.system": "sqlite", "db.statement": "SELECT 1"},
             ):
                 pass
-        assert tel.insights.n_plus_one.tracked_parents == 10
+            refs.append(weakref.ref(root.__dict__["_oe_findings"]))
+            del root
+        gc.collect()
+        assert all(ref() is None for ref in refs)
+
+    def test_patterns_per_root_are_capped(self, telemetry: Telemetry) -> None:
+        """A request running thousands of distinct statements keeps at most 64 patterns."""
+        tracer = telemetry.tracer_provider.get_tracer("test")
+        with tracer.start_as_current_span("bulk") as root:
+            for n in range(500):
+                for _ in range(5):
+                    with tracer.start_as_current_span(
+                        "SELECT",
+                        kind=SpanKind.CLIENT,
+                        attributes={"db.system": "sqlite", "db.statement": f"SELECT c{n} FROM t"},  # noqa: S608
+                    ):
+                        pass
+            assert len(root.__dict__["_oe_findings"].patterns) == 64
+        events = [
+            e for e in telemetry.span("bulk").events if e.name == "otel_excellence.db.n_plus_one"
+        ]
+        assert len(events) == 64
 
 
 class TestStatements:

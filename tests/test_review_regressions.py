@@ -81,18 +81,39 @@ class TestDeliveryAccounting:
 
 
 @pytest.mark.services
-def test_a_redis_pipeline_reply_is_not_a_cache_hit(redis_srv: Redis) -> None:
+def test_pipelined_reads_count_each_hit_and_miss(redis_srv: Redis) -> None:
+    """A pipeline's reply is the list of its commands' replies: each read in it counts
+    as the hit or miss it was, writes count nothing, and the span says hit or miss only
+    when all its reads agree."""
     tel = make_telemetry()
     RedisInstrumentor().instrument(tracer_provider=tel.tracer_provider, **tel.hooks.redis_kwargs())
     try:
         client = redis.Redis.from_url(redis_srv.url)
+        client.set("present", "1")
         pipe = client.pipeline()
-        pipe.get("never-set")
-        assert pipe.execute() == [None]
+        pipe.get("never-set").set("other", "2").get("present").mget("present", "absent")
+        assert pipe.execute() == [None, True, b"1", [b"1", None]]
+        only_misses = client.pipeline(transaction=False)
+        only_misses.get("absent-1").get("absent-2")
+        assert only_misses.execute() == [None, None]
     finally:
         RedisInstrumentor().uninstrument()
-    assert tel.counter_total("otel_excellence.cache.requests") == 0
-    assert all("otel_excellence.cache.result" not in attrs(s) for s in tel.spans())
+    assert (
+        tel.counter_total(
+            "otel_excellence.cache.requests", **{"otel_excellence.cache.result": "hit"}
+        )
+        == 2
+    )
+    assert (
+        tel.counter_total(
+            "otel_excellence.cache.requests", **{"otel_excellence.cache.result": "miss"}
+        )
+        == 4
+    )
+    assert tel.counter_total("otel_excellence.cache.requests", **{"db.operation.name": "MGET"}) == 2
+    pipelines = [s for s in tel.spans() if "db.redis.pipeline_length" in attrs(s)]
+    results = [attrs(s).get("otel_excellence.cache.result") for s in pipelines]
+    assert sorted(map(str, results)) == ["None", "miss"]
 
 
 class TestSanitizerFailsClosed:

@@ -20,7 +20,6 @@ CASES: dict[str, tuple[str, Any, str]] = {
     "OTEL_EXCELLENCE_LOG_LEVEL": ("debug", "DEBUG", "loud"),
     "OTEL_EXCELLENCE_SLOW_DB_THRESHOLD_MS": ("250", 250, "fast"),
     "OTEL_EXCELLENCE_N_PLUS_ONE_THRESHOLD": ("3", 3, "1"),
-    "OTEL_EXCELLENCE_N_PLUS_ONE_MAX_PARENTS": ("100", 100, "0"),
     "OTEL_EXCELLENCE_DB_STATEMENT": ("RAW", "raw", "redact"),
     "OTEL_EXCELLENCE_ERROR_RULES": ("myapp.errors:RULES", "myapp.errors:RULES", ""),
     "OTEL_EXCELLENCE_BAGGAGE_KEYS": ("request.id, tenant.id", ("request.id", "tenant.id"), ""),

@@ -37,7 +37,8 @@ from otel_excellence._export.pipeline import EnrichingSpanProcessor, SpanEnriche
 from otel_excellence._export.shutdown import ShutdownPlan
 from otel_excellence._findings.error_rules import CLASSIFIER
 from otel_excellence._findings.errors import load_rules
-from otel_excellence._findings.hooks import LibraryHooks
+from otel_excellence._findings.frameworks import install_framework_hooks
+from otel_excellence._findings.hooks import LibraryHooks, hook_asyncpg, hook_dbapi
 from otel_excellence._findings.insights import BaggageOnSpans, SpanInsights
 from otel_excellence._findings.sql import scrub_credentials
 from otel_excellence._logs import bridge as _logs
@@ -89,9 +90,12 @@ def _enrichers(settings: Settings) -> list[SpanEnricher]:
     if settings.error_rules:
         CLASSIFIER.add(load_rules(settings.error_rules))
     insights = SpanInsights(settings, CLASSIFIER)
-    hooks = LibraryHooks(insights.n_plus_one)
+    hooks = LibraryHooks()
     register_instrumentor_hooks("redis", kwargs=hooks.redis_kwargs)
     register_instrumentor_hooks("sqlalchemy", after=hooks.listen_sqlalchemy)
+    register_instrumentor_hooks("asyncpg", before=hook_asyncpg)
+    hook_dbapi()
+    install_framework_hooks()
     enrichers: list[SpanEnricher] = [insights]
     if settings.baggage_keys:
         enrichers.insert(0, BaggageOnSpans(settings.baggage_keys))

@@ -47,17 +47,21 @@ _EXPORTER_VARIABLES = {
 # Instrumentor hooks registered by other modules: name -> fn(instrumentor kwargs).
 _INSTRUMENT_KWARGS: dict[str, Callable[[], Mapping[str, Any]]] = {}
 _AFTER_INSTRUMENT: dict[str, Callable[[], None]] = {}
+_BEFORE_INSTRUMENT: dict[str, Callable[[], None]] = {}
 
 
 def register_instrumentor_hooks(
     name: str,
     *,
     kwargs: Callable[[], Mapping[str, Any]] | None = None,
+    before: Callable[[], None] | None = None,
     after: Callable[[], None] | None = None,
 ) -> None:
-    """Let a feature module pass kwargs to, or act after, one instrumentor."""
+    """Let a feature module act before, pass kwargs to, or act after, one instrumentor."""
     if kwargs is not None:
         _INSTRUMENT_KWARGS[name] = kwargs
+    if before is not None:
+        _BEFORE_INSTRUMENT[name] = before
     if after is not None:
         _AFTER_INSTRUMENT[name] = after
 
@@ -169,6 +173,12 @@ class OtelExcellenceDistro(BaseDistro):  # type: ignore[misc]  # BaseDistro is u
         # One failing instrumentor must not stop the others: the auto-loader re-raises
         # and abandons every instrumentor after it.
         name = entry_point.name
+        before = _BEFORE_INSTRUMENT.get(name)
+        if before is not None:
+            try:
+                before()
+            except Exception:  # noqa: BLE001
+                internal_error(f"before instrumenting {name}")
         try:
             extra = _INSTRUMENT_KWARGS.get(name)
             if extra is not None:

@@ -204,15 +204,8 @@ N_PLUS_ONE_THRESHOLD = _declare(
     "n_plus_one_threshold",
     integer(minimum=2),
     5,
-    "A parent span under which the same statement ran at least this many times, with "
-    "different parameters, is flagged `otel_excellence.db.n_plus_one`.",
-)
-N_PLUS_ONE_MAX_PARENTS = _declare(
-    "n_plus_one_max_parents",
-    integer(minimum=1),
-    10000,
-    "How many open parent spans N+1 detection tracks at once; beyond it the oldest is "
-    "forgotten, so parents that never end cannot grow memory.",
+    "A request or task (the local root span) within which the same statement ran at least "
+    "this many times, with different parameters, is flagged `otel_excellence.db.n_plus_one`.",
 )
 DB_STATEMENT = _declare(
     "db_statement",
@@ -259,7 +252,6 @@ class Settings:
     resource_detectors: tuple[str, ...] = RESOURCE_DETECTORS.default
     slow_db_threshold_ms: int = SLOW_DB_THRESHOLD_MS.default
     n_plus_one_threshold: int = N_PLUS_ONE_THRESHOLD.default
-    n_plus_one_max_parents: int = N_PLUS_ONE_MAX_PARENTS.default
     db_statement: str = DB_STATEMENT.default
     error_rules: str = ERROR_RULES.default
     baggage_keys: tuple[str, ...] = BAGGAGE_KEYS.default

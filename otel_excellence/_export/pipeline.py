@@ -1,39 +1,65 @@
 """The processing chain around the exporting processors.
 
-An ended span is immutable, so enrichment wraps the exporting processor: ``on_end``
-runs the configured enrichers once, builds an enriched copy and hands that on (the
-pattern pydantic's logfire uses).
+An ended span is immutable to instrumentation code, so the enrichers run where the SDK
+still holds the live span: ``_on_ending``, called by ``Span.end()`` after the attributes
+are frozen and before any ``on_end``. The recorded changes are written into the span
+itself, so every ``on_end`` (ours and any other processor's) receives the enriched span
+and nothing is copied: a span that needs no change costs a few attribute reads.
+
+Why private SDK surface: a copy per span (pydantic logfire's approach, and ours before)
+cost about as much as the whole enrichment; SDK 1.45 calls ``_on_ending`` with the live
+``Span`` whose attributes are a ``BoundedAttributes`` over a plain dict. We pin the SDK
+minor, check that surface once at import, and fall back to building an enriched copy in
+``on_end`` when it is missing (or for a span that did not come through ``Span.end()``).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Protocol
+from typing import Any, Protocol
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Status
 from opentelemetry.util.types import AttributeValue
 
 from otel_excellence._diagnostics import internal_error
 
 
-class SpanChanges:
-    """What enrichers want changed on an ended span; applied in one copy."""
+def _sdk_supports_editing_at_end() -> bool:
+    return callable(getattr(SpanProcessor, "_on_ending", None)) and hasattr(
+        BoundedAttributes(), "_dict"
+    )
 
-    __slots__ = ("attributes", "events", "removed", "status")
+
+EDIT_IN_PLACE = _sdk_supports_editing_at_end()
+
+
+class SpanChanges:
+    """What enrichers want changed on an ended span; applied once, in place or in a copy."""
+
+    __slots__ = ("added_events", "attributes", "events", "removed", "status")
 
     def __init__(self) -> None:
         self.attributes: dict[str, AttributeValue] = {}
         self.removed: set[str] = set()
         self.status: Status | None = None
-        self.events: Sequence[Event] | None = None
+        self.events: Sequence[Event] | None = None  # replaces the span's events
+        self.added_events: list[Event] = []  # appended after them
 
     def __bool__(self) -> bool:
-        return bool(self.attributes or self.removed or self.status or self.events is not None)
+        return bool(
+            self.attributes
+            or self.removed
+            or self.status
+            or self.events is not None
+            or self.added_events
+        )
 
 
 class SpanEnricher(Protocol):
@@ -46,6 +72,50 @@ class SpanEnricher(Protocol):
     def on_start(self, span: Span, parent_context: Context | None) -> None: ...
 
     def __call__(self, span: ReadableSpan, changes: SpanChanges) -> None: ...
+
+
+def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
+    """The span's attributes as a plain mapping, without a copy where the SDK allows.
+
+    ``BoundedAttributes`` answers each lookup through Python methods; its inner dict
+    does not. Read-only: enrichers record changes in ``SpanChanges``.
+    """
+    attributes = span._attributes
+    inner = getattr(attributes, "_dict", None)
+    if inner is not None:
+        return inner  # type: ignore[no-any-return]
+    return attributes or {}
+
+
+def _truncated(value: AttributeValue, limit: int | None) -> AttributeValue:
+    if limit is not None and isinstance(value, str) and len(value) > limit:
+        return value[:limit]
+    return value
+
+
+def edit_in_place(span: Span, changes: SpanChanges) -> None:
+    """Apply ``changes`` to a span that is ending, before any processor's ``on_end``."""
+    attributes = span._attributes
+    if changes.attributes or changes.removed:
+        limit = getattr(attributes, "max_value_len", None)
+        with attributes._lock:  # type: ignore[union-attr]
+            inner = attributes._dict  # type: ignore[union-attr]
+            for key in changes.removed:
+                inner.pop(key, None)
+            for key, value in changes.attributes.items():
+                inner[key] = _truncated(value, limit)
+    if changes.status is not None:
+        span._status = changes.status
+    if changes.events is not None or changes.added_events:
+        events = span._events
+        maxlen = getattr(getattr(events, "_dq", None), "maxlen", None)
+        replaced: BoundedList[Event] = BoundedList(maxlen)
+        replaced.dropped = getattr(events, "dropped", 0)  # what the SDK already dropped
+        for event in events if changes.events is None else changes.events:
+            replaced.append(event)
+        for event in changes.added_events:
+            replaced.append(event)
+        span._events = replaced
 
 
 def rebuild(span: ReadableSpan, changes: SpanChanges) -> ReadableSpan:
@@ -69,7 +139,7 @@ def rebuild(span: ReadableSpan, changes: SpanChanges) -> ReadableSpan:
         resource=span.resource,
         attributes=attributes,
         # The original bounded lists, so dropped-event/link counts survive the copy.
-        events=span._events if changes.events is None else changes.events,
+        events=_events_after(span, changes),
         links=span._links,
         kind=span.kind,
         status=changes.status or span.status,
@@ -79,16 +149,27 @@ def rebuild(span: ReadableSpan, changes: SpanChanges) -> ReadableSpan:
     )
 
 
-class EnrichingSpanProcessor(SpanProcessor):
-    """Runs ``enrichers`` on each ended span and passes an enriched copy to ``inner``.
+def _events_after(span: ReadableSpan, changes: SpanChanges) -> Sequence[Event]:
+    events = span._events if changes.events is None else changes.events
+    if not changes.added_events:
+        return events
+    return (*events, *changes.added_events)
 
-    One pass per span; a failing enricher is reported once and the span goes on with
-    whatever changes were recorded before the failure.
+
+class EnrichingSpanProcessor(SpanProcessor):
+    """Runs ``enrichers`` once per ended span and hands the enriched span to ``inner``.
+
+    A failing enricher is reported once and the span goes on with whatever changes were
+    recorded before the failure (enrichers protect - sanitize, scrub - before they add
+    findings).
     """
 
     def __init__(self, inner: SpanProcessor, enrichers: Sequence[SpanEnricher] = ()) -> None:
         self.inner = inner
         self.enrichers = tuple(enrichers)
+        # The span enriched at _on_ending, per thread: on_end follows on the same thread
+        # inside Span.end() and must not enrich (and count) it again.
+        self._ended = threading.local()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         for enricher in self.enrichers:
@@ -98,15 +179,36 @@ class EnrichingSpanProcessor(SpanProcessor):
                 internal_error(f"{type(enricher).__name__}.on_start")
         self.inner.on_start(span, parent_context=parent_context)
 
-    def on_end(self, span: ReadableSpan) -> None:
+    def _enrich(self, span: ReadableSpan) -> SpanChanges:
         changes = SpanChanges()
         for enricher in self.enrichers:
             try:
                 enricher(span, changes)
             except Exception:  # noqa: BLE001 - telemetry must not break the application
-                # Changes made before the failure stay: enrichers protect (sanitize,
-                # scrub) before they add findings.
                 internal_error(type(enricher).__name__)
+        return changes
+
+    def _on_ending(self, span: Span) -> None:
+        if not EDIT_IN_PLACE:
+            return
+        changes = self._enrich(span)
+        unapplied = None
+        if changes:
+            try:
+                edit_in_place(span, changes)
+            except Exception:  # noqa: BLE001 - the SDK's private surface moved
+                internal_error("editing an ending span")
+                unapplied = changes  # on_end applies them to a copy: never export unscrubbed
+        self._ended.pending = (span.context, unapplied)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        pending = getattr(self._ended, "pending", None)
+        if pending is not None and pending[0] is span.context:
+            self._ended.pending = None
+            unapplied = pending[1]
+            self.inner.on_end(span if unapplied is None else rebuild(span, unapplied))
+            return
+        changes = self._enrich(span)
         self.inner.on_end(rebuild(span, changes) if changes else span)
 
     def shutdown(self) -> None:

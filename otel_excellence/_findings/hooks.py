@@ -1,14 +1,20 @@
 """Hooks into the official instrumentations, for what spans alone cannot tell.
 
-- Redis ``response_hook``: whether a read command found its key (cache hit or miss).
-- Redis ``request_hook`` and a SQLAlchemy ``after_cursor_execute`` listener: what each
-  call was executed with, so N+1 detection can tell "same statement, different
-  parameters" from a repeated identical query. Only a hash is kept, never the values.
+- Redis ``response_hook``: whether a read command found its key (cache hit or miss),
+  for single commands and for pipelines.
+- What each database or cache call was executed with, so N+1 detection can tell "same
+  statement, different parameters" from a repeated identical query: the Redis
+  ``request_hook``, a SQLAlchemy ``after_cursor_execute`` listener, and thin wrappers
+  around the DB-API (psycopg2, psycopg, sqlite3...) and asyncpg instrumentations' own
+  execute wrappers. The values are held on the live span object until it ends, then
+  reduced to a hash; they are never exported.
 """
 
 from __future__ import annotations
 
+import functools
 import reprlib
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import metrics
@@ -16,12 +22,13 @@ from opentelemetry.trace import Span
 
 from otel_excellence import _semconv as sc
 from otel_excellence._diagnostics import internal_error
-from otel_excellence._findings.insights import NPlusOneDetector
+from otel_excellence._findings import lineage
 
 # Redis read commands whose reply tells hit from miss.
 _SINGLE_KEY_READS = frozenset({"GET", "GETEX", "GETDEL", "HGET"})
 _MULTI_KEY_READS = frozenset({"MGET", "HMGET"})
 _HASH_READS = frozenset({"HGETALL"})
+_MAX_PIPELINE_COMMANDS = 1000
 
 
 # A bounded repr: an executemany with a million rows must not build a huge string on the
@@ -32,7 +39,8 @@ _REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 32
 _REPR.maxlevel = 4
 
 
-def _parameters_hash(parameters: Any) -> int:
+def parameters_hash(parameters: Any) -> int:
+    """A hash telling parameter sets apart; bounded work whatever their size."""
     try:
         return hash(parameters)
     except TypeError:
@@ -49,45 +57,69 @@ def _outcomes(command: str, response: Any) -> list[str]:
     return []
 
 
+def _pipeline_commands(span: Span) -> list[str]:
+    """The commands of a traced pipeline, from its statement (one ``CMD ? ?`` per line):
+    its command stack is already reset when the response hook runs."""
+    attributes = getattr(span, "attributes", None) or {}
+    statement = sc.first(attributes, sc.DB_STATEMENT)
+    if not isinstance(statement, str):
+        return []
+    lines = statement.split("\n", _MAX_PIPELINE_COMMANDS)[:_MAX_PIPELINE_COMMANDS]
+    return [line.split(" ", 1)[0].upper() for line in lines]
+
+
+def _note(span: Span, parameters: Any) -> None:
+    if span.is_recording():
+        span.__dict__[lineage.PARAMETERS] = parameters
+
+
 class LibraryHooks:
     """Configured callables handed to the Redis and SQLAlchemy instrumentations."""
 
-    def __init__(
-        self, detector: NPlusOneDetector, meter_provider: metrics.MeterProvider | None = None
-    ) -> None:
-        self._detector = detector
+    def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
         meter = metrics.get_meter("otel_excellence", meter_provider=meter_provider)
         self._cache = meter.create_counter(
             "otel_excellence.cache.requests",
             unit="{request}",
             description="Redis read commands by outcome: hit or miss.",
         )
+        self._attributes: dict[tuple[str, str], dict[str, str]] = {}
 
-    def _note(self, span: Span, parameters: Any) -> None:
-        if span.is_recording():
-            self._detector.note_parameters(
-                span.get_span_context().span_id, _parameters_hash(parameters)
-            )
+    def _count(self, command: str, outcome: str) -> None:
+        attributes = self._attributes.get((command, outcome))
+        if attributes is None:
+            attributes = {
+                sc.CACHE_RESULT: outcome,
+                "db.system.name": "redis",
+                "db.operation.name": command,
+            }
+            if len(self._attributes) < 256:  # commands are a small closed set
+                self._attributes[(command, outcome)] = attributes
+        self._cache.add(1, attributes)
 
     def redis_request(self, span: Span, instance: Any, args: Any, kwargs: Any) -> None:
         try:
-            self._note(span, tuple(args[1:]))
+            _note(span, tuple(args[1:]))
         except Exception:  # noqa: BLE001 - a hook must never fail the Redis call
             internal_error("redis request hook")
 
     def redis_response(self, span: Span, instance: Any, response: Any) -> None:
         try:
-            if hasattr(instance, "command_stack"):
-                return  # a pipeline: its reply is a list of replies, not one command's
-            command = str(getattr(span, "name", "")).upper()
-            outcomes = _outcomes(command, response)
-            for outcome in outcomes:
-                self._cache.add(
-                    1, {sc.CACHE_RESULT: outcome, "db.system.name": "redis",
-                        "db.operation.name": command}
-                )  # fmt: skip
-            if len(outcomes) == 1 and span.is_recording():
-                span.set_attribute(sc.CACHE_RESULT, outcomes[0])
+            if hasattr(instance, "command_stack") or hasattr(instance, "_execution_strategy"):
+                # A pipeline: its reply is the list of its commands' replies.
+                if not isinstance(response, list | tuple):
+                    return
+                outcomes: list[tuple[str, str]] = []
+                for command, reply in zip(_pipeline_commands(span), response, strict=False):
+                    outcomes.extend((command, o) for o in _outcomes(command, reply))
+            else:
+                command = str(getattr(span, "name", "")).upper()
+                outcomes = [(command, o) for o in _outcomes(command, response)]
+            for command, outcome in outcomes:
+                self._count(command, outcome)
+            results = {outcome for _, outcome in outcomes}
+            if len(results) == 1 and span.is_recording():
+                span.set_attribute(sc.CACHE_RESULT, results.pop())
         except Exception:  # noqa: BLE001 - a hook must never fail the Redis call
             internal_error("redis response hook")
 
@@ -108,7 +140,7 @@ class LibraryHooks:
         try:
             span = getattr(context, "_otel_span", None)
             if span is not None:
-                self._note(span, parameters)
+                _note(span, parameters)
         except Exception:  # noqa: BLE001 - a listener must never fail the query
             internal_error("sqlalchemy listener")
 
@@ -118,3 +150,91 @@ class LibraryHooks:
 
         if not event.contains(Engine, "after_cursor_execute", self.sqlalchemy_after_execute):
             event.listen(Engine, "after_cursor_execute", self.sqlalchemy_after_execute)
+
+
+# -- driver instrumentations: the parameters of a call, for the span it is about to start
+def _with_parameters(
+    execute: Callable[..., Any], parameters_of: Callable[[tuple[Any, ...], Any], Any]
+) -> Callable[..., Any]:
+    @functools.wraps(execute)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            token = lineage.driver_parameters.set(parameters_of(args, kwargs))
+        except Exception:  # noqa: BLE001 - the query runs whatever happens here
+            internal_error("driver parameters hook")
+            return execute(self, *args, **kwargs)
+        try:
+            return execute(self, *args, **kwargs)
+        finally:
+            lineage.driver_parameters.reset(token)
+
+    wrapper.__otel_excellence__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _with_parameters_async(
+    execute: Callable[..., Any], parameters_of: Callable[[tuple[Any, ...], Any], Any]
+) -> Callable[..., Any]:
+    @functools.wraps(execute)
+    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            token = lineage.driver_parameters.set(parameters_of(args, kwargs))
+        except Exception:  # noqa: BLE001 - the query runs whatever happens here
+            internal_error("driver parameters hook")
+            return await execute(self, *args, **kwargs)
+        try:
+            return await execute(self, *args, **kwargs)
+        finally:
+            lineage.driver_parameters.reset(token)
+
+    wrapper.__otel_excellence__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _wrap(owner: type, name: str, wrapper: Callable[..., Any], of: Any) -> None:
+    current = getattr(owner, name, None)
+    if callable(current) and not getattr(current, "__otel_excellence__", False):
+        setattr(owner, name, wrapper(current, of))
+
+
+def hook_dbapi() -> None:
+    """DB-API drivers (psycopg2, psycopg, sqlite3, pymysql...): ``traced_execution(cursor,
+    query_method, statement, parameters)`` starts the driver span; its parameters are
+    noted for that span. Looked up on the class at each call, so wrapping works
+    whenever it happens."""
+    try:
+        from opentelemetry.instrumentation.dbapi import CursorTracer
+    except ImportError:
+        return
+
+    def of(args: tuple[Any, ...], kwargs: Any) -> Any:
+        # args = (cursor, query_method, statement[, parameters])
+        return args[3] if len(args) > 3 else kwargs.get("parameters", ())
+
+    _wrap(CursorTracer, "traced_execution", _with_parameters, of)
+    _wrap(CursorTracer, "traced_execution_async", _with_parameters_async, of)
+
+
+def hook_asyncpg() -> None:
+    """asyncpg: the instrumentor binds its ``_do_*`` methods when it instruments, so this
+    runs before it does (``register_instrumentor_hooks(before=...)``)."""
+    try:
+        from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    except ImportError:
+        return
+
+    # _do_execute(func, instance, args, kwargs): args = (query, *parameters)
+    def execute_parameters(args: tuple[Any, ...], kwargs: Any) -> Any:
+        return tuple(args[2][1:]) if len(args) > 2 else ()
+
+    # _do_prepared_execute(func, instance, args, kwargs): args = parameters
+    def prepared_parameters(args: tuple[Any, ...], kwargs: Any) -> Any:
+        return tuple(args[2]) if len(args) > 2 else ()
+
+    # _do_cursor_execute(func, instance, args, kwargs): the cursor holds them
+    def cursor_parameters(args: tuple[Any, ...], kwargs: Any) -> Any:
+        return tuple(getattr(args[1], "_args", ()) or ()) if len(args) > 1 else ()
+
+    _wrap(AsyncPGInstrumentor, "_do_execute", _with_parameters_async, execute_parameters)
+    _wrap(AsyncPGInstrumentor, "_do_prepared_execute", _with_parameters_async, prepared_parameters)
+    _wrap(AsyncPGInstrumentor, "_do_cursor_execute", _with_parameters_async, cursor_parameters)

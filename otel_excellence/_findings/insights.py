@@ -2,19 +2,28 @@
 
 ``SpanInsights`` is one enricher (one pass per span) that composes small functions:
 ``failure()`` reads how a span failed, the classifier decides what kind of failure it
-was, ``db_call()`` reads a database client span, ``NPlusOneDetector`` counts repeated
-statements under a parent. Metrics are recorded here because only here is each span
+was, ``db_call()`` reads a database client span, ``RootFindings`` counts repeated
+statements under a local root. Metrics are recorded here because only here is each span
 seen once, finished, with its duration.
+
+One logical database operation counts once. With ``opentelemetry-bootstrap`` a statement
+run through SQLAlchemy has two client spans: SQLAlchemy's and the driver's (psycopg2,
+psycopg, sqlite3, asyncpg...). The SQLAlchemy span carries the slow flag, the duration
+metric and the N+1 count; the driver span ("twin", see ``lineage``) is sanitized like
+every span but counted nowhere. Why that one: it exists whenever SQLAlchemy is used
+(our distro installs its instrumentation; driver instrumentations come and go with
+bootstrap), it wraps the driver call, so its duration includes the driver's, and our
+SQLAlchemy hook sees its bound parameters - so the numbers do not change when a driver
+instrumentation is added. SQLAlchemy's pool ``connect`` spans are not operations.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import baggage, metrics
@@ -26,21 +35,28 @@ from opentelemetry.util.types import AttributeValue
 from otel_excellence import _semconv as sc
 from otel_excellence._config.settings import Settings
 from otel_excellence._diagnostics import internal_error
-from otel_excellence._export.pipeline import SpanChanges
+from otel_excellence._export.pipeline import SpanChanges, attributes_of
+from otel_excellence._findings import lineage
 from otel_excellence._findings.errors import Classifier, ErrorClass, qualified_name
 from otel_excellence._findings.fingerprint import (
     fingerprint_exception,
     fingerprint_stacktrace,
     fingerprint_text,
 )
+from otel_excellence._findings.hooks import parameters_hash
+from otel_excellence._findings.n_plus_one import RootFindings
 from otel_excellence._findings.sql import sanitize_statement, scrub_credentials, scrub_error_text
 
 # Semantic-convention buckets for db.client.operation.duration (seconds).
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
-_SQL_SYSTEMS_WITHOUT_STATEMENT_OPERATION = frozenset({"redis"})
 _COUNTED = "_otel_excellence_counted"
-_MAX_PATTERNS_PER_PARENT = 64
-_MAX_PENDING_PARAMETERS = 10_000
+# Attributes some instrumentations can be told to fill with bound values (asyncpg's
+# capture_parameters, the semconv's db.query.parameter.<key>): values, never exported
+# unless statements are exported raw.
+_PARAMETER_ATTRIBUTES = ("db.statement.parameters",)
+_PARAMETER_PREFIX = "db.query.parameter."
+_MAX_STATEMENT_ATTRIBUTE = 256  # the N+1 metric's statement label
+_MAX_METRIC_ATTRIBUTE_SETS = 2048
 
 
 # -- reading spans ----------------------------------------------------------------------
@@ -49,20 +65,14 @@ class DbCall:
     """What a database client span says about the call it measured."""
 
     system: str
-    operation: str
     statement: str | None
     statement_keys: tuple[str, ...]
     namespace: str | None
     server_address: str | None
     server_port: int | None
-
-
-def _operation(span: ReadableSpan, statement: str | None) -> str:
-    # The SQLAlchemy instrumentation's db.operation is "<verb> <db name>" (its span
-    # name); the Redis one sets none. The statement's first word is the operation.
-    source = statement or span.name
-    word = source.split(None, 1)[0] if source.strip() else ""
-    return word.upper().strip("(")
+    # False for what is not an operation on the database: SQLAlchemy's pool connects,
+    # and a driver span that is the inner half of a SQLAlchemy span (counted there).
+    counted: bool
 
 
 def db_call(span: ReadableSpan, attributes: Mapping[str, Any]) -> DbCall | None:
@@ -76,15 +86,101 @@ def db_call(span: ReadableSpan, attributes: Mapping[str, Any]) -> DbCall | None:
     port = sc.first(attributes, sc.SERVER_PORT)
     namespace = sc.first(attributes, sc.DB_NAMESPACE)
     address = sc.first(attributes, sc.SERVER_ADDRESS)
+    scope = span.instrumentation_scope
+    connect = (
+        span.name == "connect" and scope is not None and scope.name == lineage.SQLALCHEMY_SCOPE
+    )
     return DbCall(
         system=system,
-        operation=_operation(span, statement if isinstance(statement, str) else None),
         statement=statement if isinstance(statement, str) else None,
         statement_keys=tuple(k for k in sc.DB_STATEMENT if k in attributes),
         namespace=str(namespace) if namespace is not None else None,
         server_address=str(address) if address is not None else None,
         server_port=port if isinstance(port, int) else None,
+        counted=not connect and lineage.TWIN not in span.__dict__,
     )
+
+
+# The operations a sanitized SQL statement can start with. Anything else (a comment the
+# sanitizer kept, an unknown verb) is OTHER: a metric label must never carry user text.
+_SQL_VERBS = frozenset(
+    [
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "MERGE",
+        "UPSERT",
+        "REPLACE",
+        "WITH",
+        "VALUES",
+        "TABLE",
+        "CREATE",
+        "ALTER",
+        "DROP",
+        "TRUNCATE",
+        "RENAME",
+        "COMMENT",
+        "BEGIN",
+        "START",
+        "COMMIT",
+        "END",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "RELEASE",
+        "SET",
+        "RESET",
+        "SHOW",
+        "DESCRIBE",
+        "DESC",
+        "EXPLAIN",
+        "ANALYZE",
+        "VACUUM",
+        "REINDEX",
+        "CLUSTER",
+        "CHECKPOINT",
+        "CALL",
+        "EXEC",
+        "EXECUTE",
+        "DO",
+        "PREPARE",
+        "DEALLOCATE",
+        "DECLARE",
+        "FETCH",
+        "MOVE",
+        "CLOSE",
+        "LISTEN",
+        "NOTIFY",
+        "UNLISTEN",
+        "LOCK",
+        "UNLOCK",
+        "COPY",
+        "LOAD",
+        "GRANT",
+        "REVOKE",
+        "PRAGMA",
+        "ATTACH",
+        "DETACH",
+        "USE",
+        "REFRESH",
+        "DISCARD",
+    ]
+)
+_WORD = re.compile(r"[A-Za-z][A-Za-z_.\-]{0,31}")
+
+
+def operation_of(system: str, statement: str | None, span_name: str) -> str:
+    """``db.operation.name``: the leading verb of the sanitized statement (or command).
+
+    Redis statements are the instrumentation's own ``CMD ? ?`` form; SQL comes from the
+    sanitized text, so a leading comment or literal can never become a metric label.
+    """
+    source = statement if statement is not None else span_name
+    match = _WORD.match(source.lstrip(" (\t\n"))
+    word = match.group(0).upper() if match else ""
+    if system == "redis":
+        return word or "OTHER"
+    return word if word in _SQL_VERBS else "OTHER"
 
 
 @dataclass
@@ -119,6 +215,17 @@ def _live_exception(span: ReadableSpan, exception_type: str | None) -> BaseExcep
     return exc if description and str(exc).startswith(description) else None
 
 
+def _handled(span: ReadableSpan, exception_type: str | None) -> BaseException | None:
+    """The exception a framework handler answered for this (root) span, if it is the
+    one the span failed with."""
+    exc = span.__dict__.get(lineage.HANDLED)
+    if not isinstance(exc, BaseException):
+        return None
+    if exception_type is not None and qualified_name(type(exc)) != exception_type:
+        return None
+    return exc
+
+
 def _grpc_code_name(value: Any) -> str | None:
     codes = {
         1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED",
@@ -143,11 +250,25 @@ def failure(span: ReadableSpan, attributes: Mapping[str, Any]) -> Failure | None
         found.exception_type = _str_or_none(last.get(sc.EXCEPTION_TYPE))
         found.message = str(last.get(sc.EXCEPTION_MESSAGE, ""))
         found.stacktrace = str(last.get(sc.EXCEPTION_STACKTRACE, ""))
-    found.exception = _live_exception(span, found.exception_type)
+        found.exception = _live_exception(span, found.exception_type) or _handled(
+            span, found.exception_type
+        )
+    else:
+        # A framework's error handler answered the exception (Flask errorhandler,
+        # Django's 500 handling, a Starlette exception handler): the request span
+        # failed by its status only, but the exception is the verdict.
+        found.exception = _handled(span, None) or _live_exception(span, None)
     if found.exception is not None:
         found.exception_type = qualified_name(type(found.exception))
-        found.message = found.message or str(found.exception)
+        found.message = found.message or _safe_str(found.exception)
     return found
+
+
+def _safe_str(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not cost the finding
+        return f"<unprintable {type(value).__name__}>"
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -171,6 +292,8 @@ def classify(classifier: Classifier, found: Failure) -> ErrorClass:
 
 
 def error_type(attributes: Mapping[str, Any], found: Failure) -> str:
+    if found.exception_type and found.exception is not None:
+        return found.exception_type  # the exception itself says more than a status
     existing = attributes.get(sc.ERROR_TYPE)
     if isinstance(existing, str) and existing:
         return existing
@@ -227,101 +350,15 @@ def scrubbed_events(events: Sequence[Event], scrub: Any) -> list[Event] | None:
     return out if changed else None
 
 
-# -- N+1 ----------------------------------------------------------------------------------
-@dataclass
-class _Pattern:
-    statement: str
-    system: str
-    operation: str
-    count: int = 0
-    first_identity: int | None = None
-    varied: bool = False  # seen with at least two different parameter sets
-
-    def note(self, identity: int | None) -> None:
-        self.count += 1
-        if identity is None:
-            return
-        if self.first_identity is None:
-            self.first_identity = identity
-        elif identity != self.first_identity:
-            self.varied = True
-
-
-@dataclass(frozen=True)
-class NPlusOne:
-    statement: str
-    count: int
-    system: str
-    operation: str
-
-
-@dataclass
-class NPlusOneDetector:
-    """Counts executions of each statement under each open parent span, bounded.
-
-    At most ``max_parents`` parents are tracked (the least recently used is forgotten)
-    and ``_MAX_PATTERNS_PER_PARENT`` statements per parent, so parents that never end,
-    or end in another process, cannot grow memory.
-    """
-
-    threshold: int
-    max_parents: int
-    _parents: OrderedDict[int, dict[str, _Pattern]] = field(default_factory=OrderedDict)
-    _pending: dict[int, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def note_parameters(self, span_id: int, identity: int) -> None:
-        """Record what a database call was executed with (from a library hook)."""
-        with self._lock:
-            if len(self._pending) >= _MAX_PENDING_PARAMETERS:
-                del self._pending[next(iter(self._pending))]
-            self._pending[span_id] = identity
-
-    def observe(self, span: ReadableSpan, call: DbCall, statement: str) -> None:
-        parent = span.parent
-        context = span.context
-        if parent is None or parent.is_remote or context is None:
-            return
-        with self._lock:
-            # What the call ran with: bound parameters (from the library hook) plus the
-            # raw text (literals differ per call); unknown if no hook saw the call.
-            parameters = self._pending.pop(context.span_id, None)
-            identity = None if parameters is None else hash((call.statement, parameters))
-            patterns = self._parents.get(parent.span_id)
-            if patterns is None:
-                patterns = self._parents[parent.span_id] = {}
-                if len(self._parents) > self.max_parents:
-                    self._parents.popitem(last=False)
-            else:
-                self._parents.move_to_end(parent.span_id)
-            pattern = patterns.get(statement)
-            if pattern is None:
-                if len(patterns) >= _MAX_PATTERNS_PER_PARENT:
-                    return
-                pattern = patterns[statement] = _Pattern(statement, call.system, call.operation)
-            pattern.note(identity)
-
-    def finish(self, span: ReadableSpan) -> list[NPlusOne]:
-        """The N+1 patterns found under ``span``, now that it has ended."""
-        context = span.context
-        if context is None:
-            return []
-        with self._lock:
-            patterns = self._parents.pop(context.span_id, None)
-        if not patterns:
-            return []
-        found = [
-            NPlusOne(p.statement, p.count, p.system, p.operation)
-            for p in patterns.values()
-            # The same parameters every time is a repeated query, not an N+1; with no
-            # parameters observable the repetition alone counts.
-            if p.count >= self.threshold and (p.varied or p.first_identity is None)
-        ]
-        return sorted(found, key=lambda p: -p.count)
-
-    @property
-    def tracked_parents(self) -> int:
-        return len(self._parents)
+def identity_of(span: ReadableSpan, call: DbCall, normalized: str) -> int | None:
+    """What a call ran with, as a hash: bound parameters (seen by a library hook) plus
+    the raw text (literals differ per call); None when nothing tells calls apart."""
+    parameters = span.__dict__.get(lineage.PARAMETERS, lineage.NO_PARAMETERS)
+    if parameters is not lineage.NO_PARAMETERS:
+        return hash((call.statement, parameters_hash(parameters)))
+    if call.statement is not None and call.statement != normalized:
+        return hash(call.statement)
+    return None
 
 
 # -- the enricher -------------------------------------------------------------------------
@@ -337,10 +374,10 @@ class SpanInsights:
         self.classifier = classifier
         self.slow_threshold_s = settings.slow_db_threshold_ms / 1000
         self.statement_mode = settings.db_statement
-        self.n_plus_one = NPlusOneDetector(
-            settings.n_plus_one_threshold, settings.n_plus_one_max_parents
-        )
+        self.n_plus_one_threshold = settings.n_plus_one_threshold
         self._scrub = scrub_credentials if settings.db_statement == "raw" else scrub_error_text
+        # Metric attribute dicts, one object per distinct set: built once, not per span.
+        self._dimensions: dict[tuple[Any, ...], dict[str, AttributeValue]] = {}
         meter = metrics.get_meter("otel_excellence", meter_provider=meter_provider)
         self._duration = meter.create_histogram(
             "db.client.operation.duration",
@@ -361,15 +398,15 @@ class SpanInsights:
         self._n_plus_one = meter.create_counter(
             "otel_excellence.db.n_plus_one",
             unit="{pattern}",
-            description="N+1 patterns: a statement repeated under one parent span.",
+            description="N+1 patterns: a statement repeated within one request or task.",
         )
 
     def on_start(self, span: Span, parent_context: Context | None) -> None:
-        return None
+        lineage.note_start(span, parent_context)
 
     def __call__(self, span: ReadableSpan, changes: SpanChanges) -> None:
-        # One plain-dict copy: the SDK's attribute mapping answers each lookup in Python.
-        attributes = dict(span.attributes or {})
+        lineage.note_end(span)  # type: ignore[arg-type]
+        attributes = attributes_of(span)
         call = db_call(span, attributes)
         # Protection first and on its own: should a finding below fail, the span still
         # goes out without secrets (the processor keeps changes made before a failure).
@@ -378,9 +415,11 @@ class SpanInsights:
             found = failure(span, attributes)
             if found is not None:
                 self._failed(span, attributes, found, changes)
-            if call is not None:
+            if call is not None and call.counted:
                 self._database(span, call, normalized, found, changes)
-            self._finish_parent(span, changes)
+            findings = span.__dict__.get(lineage.FINDINGS)
+            if findings is not None:
+                self._finish_root(span, attributes, findings, changes)
         except Exception:  # noqa: BLE001 - findings are optional; the span is not
             internal_error("SpanInsights")
 
@@ -394,9 +433,12 @@ class SpanInsights:
         """Sanitize the statement and scrub error texts; fail closed. The normal form."""
         normalized = None
         try:
-            if call is not None and call.statement is not None:
-                normalized = sanitize_statement(call.statement, call.system)
-                self._statement(call, normalized, changes)
+            if call is not None:
+                if call.statement is not None:
+                    normalized = sanitize_statement(call.statement, call.system)
+                    self._statement(call, normalized, changes)
+                if self.statement_mode != "raw":
+                    changes.removed.update(_parameter_attributes(attributes))
             connection = attributes.get(sc.CONNECTION_STRING)
             if isinstance(connection, str):
                 changes.attributes[sc.CONNECTION_STRING] = scrub_credentials(connection)
@@ -406,6 +448,7 @@ class SpanInsights:
             internal_error("SpanInsights protection")
             if call is not None:
                 changes.removed.update(call.statement_keys)
+                changes.removed.update(_parameter_attributes(attributes))
             changes.removed.add(sc.CONNECTION_STRING)
             changes.status = Status(span.status.status_code, None)
             changes.events = [e for e in span.events if e.name != "exception"]
@@ -421,15 +464,45 @@ class SpanInsights:
         if events is not None:
             changes.events = events
 
-    def _finish_parent(self, span: ReadableSpan, changes: SpanChanges) -> None:
-        patterns = self.n_plus_one.finish(span)
-        if patterns:
-            top = patterns[0]  # one set of attributes per span: the most repeated
-            changes.attributes[sc.N_PLUS_ONE] = True
-            changes.attributes[sc.N_PLUS_ONE_COUNT] = top.count
-            changes.attributes[sc.N_PLUS_ONE_STATEMENT] = top.statement
+    def _finish_root(
+        self,
+        span: ReadableSpan,
+        attributes: Mapping[str, Any],
+        findings: RootFindings,
+        changes: SpanChanges,
+    ) -> None:
+        patterns = findings.finish(self.n_plus_one_threshold)
+        if not patterns:
+            return
+        top = patterns[0]  # one set of attributes per span: the most repeated
+        changes.attributes[sc.N_PLUS_ONE] = True
+        changes.attributes[sc.N_PLUS_ONE_COUNT] = top.count
+        changes.attributes[sc.N_PLUS_ONE_STATEMENT] = top.statement
+        changes.attributes[sc.N_PLUS_ONE_PARENT] = top.parent
+        route = attributes.get("http.route")
+        route = route if isinstance(route, str) and route else span.name
+        timestamp = span.end_time
         for pattern in patterns:
-            self._n_plus_one.add(1, _db_metric_attributes(pattern.system, pattern.operation))
+            changes.added_events.append(
+                Event(
+                    sc.N_PLUS_ONE,
+                    {
+                        sc.N_PLUS_ONE_STATEMENT: pattern.statement,
+                        sc.N_PLUS_ONE_COUNT: pattern.count,
+                        sc.N_PLUS_ONE_PARENT: pattern.parent,
+                    },
+                    timestamp,
+                )
+            )
+            self._n_plus_one.add(
+                1,
+                self._dimension_set(
+                    pattern.system,
+                    pattern.operation,
+                    statement=pattern.statement[:_MAX_STATEMENT_ATTRIBUTE],
+                    route=route,
+                ),
+            )
 
     def _failed(
         self,
@@ -440,10 +513,11 @@ class SpanInsights:
     ) -> None:
         verdict = classify(self.classifier, found)
         kind = error_type(attributes, found)
+        print_ = fingerprint(span, found, kind)
         changes.attributes[sc.ERROR_TYPE] = kind
         changes.attributes[sc.ERROR_CATEGORY] = verdict.category
         changes.attributes[sc.ERROR_RETRYABLE] = verdict.retryable
-        changes.attributes[sc.ERROR_FINGERPRINT] = fingerprint(span, found, kind)
+        changes.attributes[sc.ERROR_FINGERPRINT] = print_
         if first_count(found.exception):
             self._errors.add(
                 1,
@@ -451,6 +525,7 @@ class SpanInsights:
                     sc.ERROR_CATEGORY: verdict.category,
                     sc.ERROR_RETRYABLE: verdict.retryable,
                     sc.ERROR_TYPE: kind,
+                    sc.ERROR_FINGERPRINT: print_,
                 },
             )
 
@@ -463,21 +538,75 @@ class SpanInsights:
         changes: SpanChanges,
     ) -> None:
         seconds = _duration_s(span)
-        dimensions = _db_metric_attributes(call.system, call.operation)
-        if call.namespace:
-            dimensions["db.namespace"] = call.namespace
-        if call.server_address:
-            dimensions["server.address"] = call.server_address
-        if call.server_port is not None:
-            dimensions["server.port"] = call.server_port
+        operation = operation_of(call.system, normalized, span.name)
+        failed_as = None
         if found is not None:
-            dimensions[sc.ERROR_TYPE] = str(changes.attributes.get(sc.ERROR_TYPE, "_OTHER"))
-        self._duration.record(seconds, dimensions)
+            failed_as = str(changes.attributes.get(sc.ERROR_TYPE, "_OTHER"))
+        self._duration.record(
+            seconds,
+            self._dimension_set(
+                call.system,
+                operation,
+                namespace=call.namespace,
+                address=call.server_address,
+                port=call.server_port,
+                error=failed_as,
+            ),
+        )
         if seconds >= self.slow_threshold_s:
             changes.attributes[sc.DB_SLOW] = True
-            self._slow.add(1, _db_metric_attributes(call.system, call.operation))
-        if normalized is not None:
-            self.n_plus_one.observe(span, call, normalized)
+            self._slow.add(1, self._dimension_set(call.system, operation))
+        root = lineage.local_root(span)  # type: ignore[arg-type]
+        if normalized is None or root is None:
+            return  # a statement with no request or task around it repeats nothing
+        findings: RootFindings | None = root.__dict__.get(lineage.FINDINGS)
+        if findings is None:
+            findings = root.__dict__.setdefault(lineage.FINDINGS, RootFindings())
+        parent = lineage.parent_of(span)  # type: ignore[arg-type]
+        findings.observe(
+            normalized,
+            call.system,
+            operation,
+            identity_of(span, call, normalized),
+            (parent or root).name,
+        )
+
+    def _dimension_set(
+        self,
+        system: str,
+        operation: str,
+        *,
+        namespace: str | None = None,
+        address: str | None = None,
+        port: int | None = None,
+        error: str | None = None,
+        statement: str | None = None,
+        route: str | None = None,
+    ) -> dict[str, AttributeValue]:
+        key = (system, operation, namespace, address, port, error, statement, route)
+        found = self._dimensions.get(key)
+        if found is not None:
+            return found
+        dimensions: dict[str, AttributeValue] = {
+            "db.system.name": system,
+            "db.operation.name": operation,
+        }
+        if namespace:
+            dimensions["db.namespace"] = namespace
+        if address:
+            dimensions["server.address"] = address
+        if port is not None:
+            dimensions["server.port"] = port
+        if error is not None:
+            dimensions[sc.ERROR_TYPE] = error
+        if statement is not None:
+            dimensions[sc.N_PLUS_ONE_STATEMENT] = statement
+        if route is not None:
+            dimensions[sc.ROUTE] = route
+        if len(self._dimensions) >= _MAX_METRIC_ATTRIBUTE_SETS:
+            self._dimensions.clear()  # bounded; rebuilt on demand
+        self._dimensions[key] = dimensions
+        return dimensions
 
     def _statement(self, call: DbCall, normalized: str, changes: SpanChanges) -> None:
         if self.statement_mode == "sanitized":
@@ -488,14 +617,18 @@ class SpanInsights:
             changes.removed.update(call.statement_keys)
 
 
+def _parameter_attributes(attributes: Mapping[str, Any]) -> list[str]:
+    return [
+        key
+        for key in attributes
+        if key in _PARAMETER_ATTRIBUTES or key.startswith(_PARAMETER_PREFIX)
+    ]
+
+
 def _duration_s(span: ReadableSpan) -> float:
     if span.start_time is None or span.end_time is None:
         return 0.0
     return max(0, span.end_time - span.start_time) / 1e9
-
-
-def _db_metric_attributes(system: str, operation: str) -> dict[str, AttributeValue]:
-    return {"db.system.name": system, "db.operation.name": operation}
 
 
 def attribute_names() -> Mapping[str, str]:
@@ -506,9 +639,10 @@ def attribute_names() -> Mapping[str, str]:
         sc.ERROR_RETRYABLE: "would a retry plausibly succeed",
         sc.ERROR_FINGERPRINT: "stable hash grouping the same error",
         sc.DB_SLOW: "database span at or above the slow threshold",
-        sc.N_PLUS_ONE: "N+1 found under this span",
+        sc.N_PLUS_ONE: "N+1 found within this local root",
         sc.N_PLUS_ONE_COUNT: "executions of the repeated statement",
         sc.N_PLUS_ONE_STATEMENT: "the repeated statement, normalised",
+        sc.N_PLUS_ONE_PARENT: "the span the repeated statement ran directly under",
     }
 
 

@@ -71,7 +71,7 @@ def make_telemetry(settings: Settings | None = None) -> Telemetry:
     meter_provider = MeterProvider(metric_readers=[reader])
     classifier = Classifier(RULES)
     insights = SpanInsights(settings, classifier, meter_provider=meter_provider)
-    hooks = LibraryHooks(insights.n_plus_one, meter_provider=meter_provider)
+    hooks = LibraryHooks(meter_provider=meter_provider)
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(EnrichingSpanProcessor(SimpleSpanProcessor(exporter), [insights]))

@@ -1,0 +1,89 @@
+"""Where a span sits, noted when it starts: its local root, its parent, its ORM twin.
+
+Findings need facts that an ended span no longer carries: which span is the local root
+of this process's part of the trace (N+1 is reported there), what the span's immediate
+parent is called, and whether a driver span (psycopg, sqlite3, asyncpg...) is the inner
+half of a SQLAlchemy execution that already has a span of its own. All of it is known
+when a span starts, so it is noted then, on the SDK ``Span`` object itself, under the
+``_oe_*`` names below: nothing global to bound or to clean, and nothing exported.
+
+The ORM/driver correlation happens at execution time, not by comparing names: a
+SQLAlchemy statement span is started in ``before_cursor_execute`` and ended in
+``after_cursor_execute``/``handle_error``; in between SQLAlchemy calls the driver, whose
+instrumentation starts its own span. A context variable holds the SQLAlchemy span in
+flight, so a driver span started under it in the same context (thread, asyncio task, or
+SQLAlchemy's greenlet, which shares its task's context) is its twin. A variable per
+context keeps concurrent requests apart.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Span
+from opentelemetry.trace import SpanKind
+
+SQLALCHEMY_SCOPE = "opentelemetry.instrumentation.sqlalchemy"
+# Noted on SDK Span objects (plain Python attributes, never exported).
+ROOT = "_oe_root"  # the local root Span; absent on a local root itself (no self-cycle)
+PARENT = "_oe_parent"  # the parent Span, when it is local
+TWIN = "_oe_twin"  # set on a driver span: the SQLAlchemy span it is the inner half of
+PARAMETERS = "_oe_parameters"  # what the call was executed with (from a library hook)
+FINDINGS = "_oe_findings"  # on a local root: its RootFindings (N+1 state)
+HANDLED = "_oe_handled"  # on a local root: the exception a framework handler answered
+
+# The SQLAlchemy span executing in this context (statement or pool connect), if any.
+_orm_in_flight: ContextVar[Span | None] = ContextVar("otel_excellence_orm_span", default=None)
+# Parameters a driver call is about to run with, set by our driver hooks (_findings/
+# hooks.py) around the instrumentation's own wrapper, read when the driver span starts.
+NO_PARAMETERS: Any = object()
+driver_parameters: ContextVar[Any] = ContextVar(
+    "otel_excellence_driver_parameters", default=NO_PARAMETERS
+)
+
+
+def note_start(span: Span, parent_context: Context | None) -> None:
+    """Note the span's local root and parent, and whether it is a driver twin."""
+    current = trace.get_current_span(parent_context)
+    parent = current if isinstance(current, Span) else None  # remote/absent: not local
+    if parent is not None:
+        notes = span.__dict__
+        notes[PARENT] = parent
+        notes[ROOT] = parent.__dict__.get(ROOT, parent)
+    if span.kind is not SpanKind.CLIENT:
+        return
+    scope = span.instrumentation_scope
+    if scope is not None and scope.name == SQLALCHEMY_SCOPE:
+        _orm_in_flight.set(span)
+        return
+    orm = _orm_in_flight.get()
+    if orm is not None and orm.end_time is None:
+        orm_parent = orm.__dict__.get(PARENT)
+        # Started inside the SQLAlchemy span's execution, as its sibling (the ORM span
+        # is not made current) or, for pool connects, as its child.
+        if parent is orm or (parent is not None and parent is orm_parent):
+            span.__dict__[TWIN] = orm
+            return
+    parameters = driver_parameters.get()
+    if parameters is not NO_PARAMETERS:
+        span.__dict__[PARAMETERS] = parameters
+
+
+def note_end(span: Span) -> None:
+    """A SQLAlchemy span ending is no longer in flight in this context."""
+    if _orm_in_flight.get() is span:
+        _orm_in_flight.set(None)
+
+
+def local_root(span: Span) -> Span | None:
+    """The local root above ``span``, or None when ``span`` is a local root itself."""
+    root: Span | None = span.__dict__.get(ROOT)
+    return root
+
+
+def parent_of(span: Span) -> Span | None:
+    parent: Span | None = span.__dict__.get(PARENT)
+    return parent

@@ -1,0 +1,96 @@
+"""N+1 detection: the same statement run again and again within one request or task.
+
+Executions are counted under the **local root** (the request's server span, a consumer or
+task span) rather than under the immediate parent: lazy loads that run while a template
+renders belong to the request a user looks at. The name of the span they ran directly
+under is kept per pattern, so the finding still says where in the request they happened.
+
+State lives on the root's SDK span object (``lineage.FINDINGS``) and is finished when the
+root ends: concurrent requests, on threads or interleaved on one event loop, each count
+into their own root. A lock per root guards work fanned out to thread pools.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+MAX_PATTERNS_PER_ROOT = 64
+_MAX_PARENT_NAMES = 8
+
+
+@dataclass
+class _Pattern:
+    statement: str
+    system: str
+    operation: str
+    count: int = 0
+    first_identity: int | None = None
+    varied: bool = False  # seen with at least two different parameter sets
+    parents: Counter[str] = field(default_factory=Counter)
+
+    def note(self, identity: int | None, parent: str) -> None:
+        self.count += 1
+        if parent in self.parents or len(self.parents) < _MAX_PARENT_NAMES:
+            self.parents[parent] += 1
+        if identity is None:
+            return
+        if self.first_identity is None:
+            self.first_identity = identity
+        elif identity != self.first_identity:
+            self.varied = True
+
+
+@dataclass(frozen=True)
+class NPlusOne:
+    """One repeated statement under one root."""
+
+    statement: str
+    count: int
+    system: str
+    operation: str
+    parent: str  # the span the executions ran directly under (the most frequent one)
+
+
+class RootFindings:
+    """What the database calls under one local root looked like, until the root ends."""
+
+    __slots__ = ("__weakref__", "_lock", "closed", "patterns")
+
+    def __init__(self) -> None:
+        self.patterns: dict[str, _Pattern] = {}
+        self.closed = False
+        self._lock = threading.Lock()
+
+    def observe(
+        self,
+        statement: str,
+        system: str,
+        operation: str,
+        identity: int | None,
+        parent: str,
+    ) -> None:
+        with self._lock:
+            if self.closed:
+                return  # the root already ended; a straggler cannot change its verdict
+            pattern = self.patterns.get(statement)
+            if pattern is None:
+                if len(self.patterns) >= MAX_PATTERNS_PER_ROOT:
+                    return
+                pattern = self.patterns[statement] = _Pattern(statement, system, operation)
+            pattern.note(identity, parent)
+
+    def finish(self, threshold: int) -> list[NPlusOne]:
+        """The N+1 patterns found, most repeated first; the state takes no more calls."""
+        with self._lock:
+            self.closed = True
+            patterns = list(self.patterns.values())
+        found = [
+            NPlusOne(p.statement, p.count, p.system, p.operation, p.parents.most_common(1)[0][0])
+            for p in patterns
+            # The same parameters every time is a repeated query, not an N+1; with no
+            # parameters observable the repetition alone counts.
+            if p.count >= threshold and (p.varied or p.first_identity is None)
+        ]
+        return sorted(found, key=lambda p: -p.count)
