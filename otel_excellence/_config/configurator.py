@@ -87,8 +87,8 @@ def _endpoint_description() -> str:
 
 def _enrichers(settings: Settings) -> list[SpanEnricher]:
     """The span findings, and the instrumentor hooks that feed them."""
-    if settings.error_rules:
-        CLASSIFIER.add(load_rules(settings.error_rules))
+    reference = settings.error_rules  # configure(error_rules=...) wins over the environment
+    CLASSIFIER.load_user_rules(lambda: load_rules(reference) if reference else [])
     insights = SpanInsights(settings, CLASSIFIER)
     hooks = LibraryHooks()
     register_instrumentor_hooks("redis", kwargs=hooks.redis_kwargs)

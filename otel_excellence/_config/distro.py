@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from opentelemetry.instrumentation.dependencies import DependencyConflictError
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 from opentelemetry.util._importlib_metadata import EntryPoint, entry_points
 
@@ -184,6 +185,10 @@ class OtelExcellenceDistro(BaseDistro):  # type: ignore[misc]  # BaseDistro is u
             if extra is not None:
                 kwargs = {**kwargs, **extra()}
             super().load_instrumentor(entry_point, **kwargs)
+        except (ModuleNotFoundError, DependencyConflictError):
+            # The instrumented library is not installed (or not in a supported version):
+            # the auto-loader skips it quietly, as vanilla OpenTelemetry does.
+            raise
         except Exception:  # noqa: BLE001 - telemetry must not break the application
             logger.warning("instrumentation %r failed to load; skipping it", name, exc_info=True)
             return

@@ -7,7 +7,9 @@ would retrying the same operation plausibly succeed?
 
 from __future__ import annotations
 
-from otel_excellence._findings.errors import Classifier
+import os
+
+from otel_excellence._findings.errors import Classifier, load_rules
 from otel_excellence._findings.errors import ErrorRule as R
 
 _CONNECTION_TEXT = (
@@ -126,6 +128,15 @@ RULES: tuple[R, ...] = (
     R("validation", False, exception="ValueError"),
 )
 
+
+def _rules_from_environment() -> list[R]:
+    from otel_excellence._config.settings import ERROR_RULES
+
+    reference = ERROR_RULES.read(os.environ)
+    return load_rules(reference) if reference else []
+
+
 # The process-wide classifier: the built-in table plus rules added with
-# ``otel_excellence.add_error_rules`` or OTEL_EXCELLENCE_ERROR_RULES.
-CLASSIFIER = Classifier(RULES)
+# ``otel_excellence.add_error_rules`` or named by OTEL_EXCELLENCE_ERROR_RULES (loaded at
+# configuration, or at the first classification in a process that never configured).
+CLASSIFIER = Classifier(RULES, user_rules=_rules_from_environment)

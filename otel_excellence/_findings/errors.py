@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,12 +144,30 @@ _WRAPPED_TYPE = re.compile(r"^\(([\w.]+)\)\s*")
 
 
 class Classifier:
-    """User rules first, then the built-in table. Thread-safe to extend while in use."""
+    """User rules first, then the built-in table. Thread-safe to extend while in use.
 
-    def __init__(self, builtin: Iterable[ErrorRule]) -> None:
+    ``user_rules`` (if given) supplies the configured rules, loaded at the first
+    classification or by ``load_user_rules()``: classification in a process that never
+    configured telemetry (``classify_exception()`` in a test, say) applies them too.
+    """
+
+    def __init__(
+        self,
+        builtin: Iterable[ErrorRule],
+        user_rules: Callable[[], Iterable[ErrorRule]] | None = None,
+    ) -> None:
         self._builtin = tuple(builtin)
         self._user: tuple[ErrorRule, ...] = ()
         self._lock = threading.Lock()
+        self._pending_user_rules = user_rules
+
+    def load_user_rules(self, source: Callable[[], Iterable[ErrorRule]] | None = None) -> None:
+        """Load the configured rules now (once), from ``source`` if given."""
+        with self._lock:
+            loader = source or self._pending_user_rules
+            self._pending_user_rules = None
+        if loader is not None:
+            self.add(loader())
 
     def add(self, rules: Iterable[ErrorRule]) -> int:
         accepted = []
@@ -172,6 +190,8 @@ class Classifier:
             self._user = ()
 
     def match(self, facts: ErrorFacts) -> ErrorClass | None:
+        if self._pending_user_rules is not None:
+            self.load_user_rules()
         for rule in (*self._user, *self._builtin):
             if rule.matches(facts):
                 return ErrorClass(rule.category, rule.retryable)

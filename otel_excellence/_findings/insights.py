@@ -57,6 +57,8 @@ _PARAMETER_ATTRIBUTES = ("db.statement.parameters",)
 _PARAMETER_PREFIX = "db.query.parameter."
 _MAX_STATEMENT_ATTRIBUTE = 256  # the N+1 metric's statement label
 _MAX_METRIC_ATTRIBUTE_SETS = 2048
+# Spans that describe this process's own answer to a request (not calls it made).
+_RESPONSE_KINDS = frozenset({SpanKind.SERVER, SpanKind.INTERNAL})
 
 
 # -- reading spans ----------------------------------------------------------------------
@@ -256,8 +258,16 @@ def failure(span: ReadableSpan, attributes: Mapping[str, Any]) -> Failure | None
     else:
         # A framework's error handler answered the exception (Flask errorhandler,
         # Django's 500 handling, a Starlette exception handler): the request span
-        # failed by its status only, but the exception is the verdict.
+        # failed by its status only, but the exception is the verdict - also for the
+        # spans that describe sending that response (ASGI's "http send").
         found.exception = _handled(span, None) or _live_exception(span, None)
+        if (
+            found.exception is None
+            and span.kind in _RESPONSE_KINDS
+            and (found.http_status or 0) >= 500
+        ):
+            root = lineage.local_root(span)  # type: ignore[arg-type]
+            found.exception = _handled(root, None) if root is not None else None
     if found.exception is not None:
         found.exception_type = qualified_name(type(found.exception))
         found.message = found.message or _safe_str(found.exception)

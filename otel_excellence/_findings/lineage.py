@@ -34,6 +34,7 @@ TWIN = "_oe_twin"  # set on a driver span: the SQLAlchemy span it is the inner h
 PARAMETERS = "_oe_parameters"  # what the call was executed with (from a library hook)
 FINDINGS = "_oe_findings"  # on a local root: its RootFindings (N+1 state)
 HANDLED = "_oe_handled"  # on a local root: the exception a framework handler answered
+_OUTER = "_oe_outer"  # on a SQLAlchemy span: the one in flight when it started (a connect)
 
 # The SQLAlchemy span executing in this context (statement or pool connect), if any.
 _orm_in_flight: ContextVar[Span | None] = ContextVar("otel_excellence_orm_span", default=None)
@@ -57,16 +58,21 @@ def note_start(span: Span, parent_context: Context | None) -> None:
         return
     scope = span.instrumentation_scope
     if scope is not None and scope.name == SQLALCHEMY_SCOPE:
+        # Statements run while a pool connect is in flight (dialect initialisation)
+        # nest inside it; the connect is in flight again once they end.
+        span.__dict__[_OUTER] = _orm_in_flight.get()
         _orm_in_flight.set(span)
         return
     orm = _orm_in_flight.get()
-    if orm is not None and orm.end_time is None:
-        orm_parent = orm.__dict__.get(PARENT)
-        # Started inside the SQLAlchemy span's execution, as its sibling (the ORM span
-        # is not made current) or, for pool connects, as its child.
-        if parent is orm or (parent is not None and parent is orm_parent):
-            span.__dict__[TWIN] = orm
-            return
+    # Started inside the SQLAlchemy span's execution, as its sibling (the ORM span is not
+    # made current; both may be top-level) or, for pool connects, as its child.
+    if (
+        orm is not None
+        and orm.end_time is None
+        and (parent is orm or parent is orm.__dict__.get(PARENT))
+    ):
+        span.__dict__[TWIN] = orm
+        return
     parameters = driver_parameters.get()
     if parameters is not NO_PARAMETERS:
         span.__dict__[PARAMETERS] = parameters
@@ -75,7 +81,8 @@ def note_start(span: Span, parent_context: Context | None) -> None:
 def note_end(span: Span) -> None:
     """A SQLAlchemy span ending is no longer in flight in this context."""
     if _orm_in_flight.get() is span:
-        _orm_in_flight.set(None)
+        outer = span.__dict__.get(_OUTER)
+        _orm_in_flight.set(outer if outer is not None and outer.end_time is None else None)
 
 
 def local_root(span: Span) -> Span | None:
