@@ -34,6 +34,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import NoOpTracerProvider, SpanKind
 
 from otel_excellence._config.settings import Settings
+from otel_excellence._export.metrics import FastMetrics, readers_of
 from otel_excellence._export.pipeline import EnrichingSpanProcessor
 from otel_excellence._findings.error_rules import RULES
 from otel_excellence._findings.errors import Classifier
@@ -54,9 +55,11 @@ def provider(setup: str) -> tuple[Any, LibraryHooks | None]:
     if setup == "sdk":
         tracer_provider.add_span_processor(batch)
         return tracer_provider, None
-    insights = SpanInsights(Settings(), Classifier(RULES), meter_provider=MeterProvider())
+    instruments = FastMetrics()
+    instruments.attach(*readers_of(MeterProvider()))
+    insights = SpanInsights(Settings(), Classifier(RULES), instruments)
     tracer_provider.add_span_processor(EnrichingSpanProcessor(batch, [insights]))
-    return tracer_provider, LibraryHooks(meter_provider=MeterProvider())
+    return tracer_provider, LibraryHooks(instruments)
 
 
 def plain(tracer: Any) -> None:

@@ -33,6 +33,7 @@ from otel_excellence._export.delivery import (
     CountingSpanProcessor,
     DeliveryCounter,
 )
+from otel_excellence._export.metrics import FastMetrics, readers_of
 from otel_excellence._export.pipeline import EnrichingSpanProcessor, SpanEnricher
 from otel_excellence._export.shutdown import ShutdownPlan
 from otel_excellence._findings.error_rules import CLASSIFIER
@@ -85,12 +86,12 @@ def _endpoint_description() -> str:
     return f"{scrub_credentials(endpoint)} ({protocol})"
 
 
-def _enrichers(settings: Settings) -> list[SpanEnricher]:
+def _enrichers(settings: Settings, instruments: FastMetrics) -> list[SpanEnricher]:
     """The span findings, and the instrumentor hooks that feed them."""
     reference = settings.error_rules  # configure(error_rules=...) wins over the environment
     CLASSIFIER.load_user_rules(lambda: load_rules(reference) if reference else [])
-    insights = SpanInsights(settings, CLASSIFIER)
-    hooks = LibraryHooks()
+    insights = SpanInsights(settings, CLASSIFIER, instruments)
+    hooks = LibraryHooks(instruments)
     register_instrumentor_hooks("redis", kwargs=hooks.redis_kwargs)
     register_instrumentor_hooks("sqlalchemy", after=hooks.listen_sqlalchemy)
     register_instrumentor_hooks("asyncpg", before=hook_asyncpg)
@@ -108,10 +109,10 @@ def _log_processors(settings: Settings) -> list[LogRecordProcessor]:
     return []
 
 
-def _sdk_kwargs(settings: Settings, plan: ShutdownPlan) -> dict[str, Any]:
+def _sdk_kwargs(settings: Settings, plan: ShutdownPlan, instruments: FastMetrics) -> dict[str, Any]:
     """The kwargs for the SDK's ``_initialize_components``: our chain and resource."""
     fan_out = _FanOut()
-    chain = EnrichingSpanProcessor(fan_out, _enrichers(settings))
+    chain = EnrichingSpanProcessor(fan_out, _enrichers(settings, instruments))
 
     def counter(signal: str, exporter: object, existing: int) -> DeliveryCounter:
         # One count per exporter: each delivers (or not) on its own.
@@ -148,9 +149,8 @@ def _sdk_kwargs(settings: Settings, plan: ShutdownPlan) -> dict[str, Any]:
 
 def _register_metric_exporter_aborts(plan: ShutdownPlan) -> None:
     # No configurator kwarg reaches metric exporters; the readers hold them privately.
-    provider = get_meter_provider()
-    config = getattr(provider, "_sdk_config", None)
-    for reader in getattr(config, "metric_readers", ()):
+    readers, _ = readers_of(get_meter_provider())
+    for reader in readers:
         exporter = getattr(reader, "_exporter", None)
         if exporter is not None:
             plan.aborts.append(_abort(exporter))
@@ -190,8 +190,10 @@ def configure_sdk(
             _OTelSDKConfigurator()._configure(**dict(sdk_kwargs or {}))  # type: ignore[no-untyped-call]
             return True
         plan = ShutdownPlan(settings.shutdown_timeout_ms, _endpoint_description())
-        kwargs = {**_sdk_kwargs(settings, plan), **dict(sdk_kwargs or {})}
+        instruments = FastMetrics()
+        kwargs = {**_sdk_kwargs(settings, plan, instruments), **dict(sdk_kwargs or {})}
         _OTelSDKConfigurator()._configure(**kwargs)  # type: ignore[no-untyped-call]
+        instruments.attach(*readers_of(get_meter_provider()))
         _register_metric_exporter_aborts(plan)
         for signal, provider in (
             ("traces", trace.get_tracer_provider()),

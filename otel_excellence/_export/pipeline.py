@@ -167,9 +167,9 @@ class EnrichingSpanProcessor(SpanProcessor):
     def __init__(self, inner: SpanProcessor, enrichers: Sequence[SpanEnricher] = ()) -> None:
         self.inner = inner
         self.enrichers = tuple(enrichers)
-        # The span enriched at _on_ending, per thread: on_end follows on the same thread
-        # inside Span.end() and must not enrich (and count) it again.
-        self._ended = threading.local()
+        # Changes that could not be written into an ending span, for on_end to apply to
+        # a copy (on the same thread, inside the same Span.end()).
+        self._unapplied = threading.local()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         for enricher in self.enrichers:
@@ -192,21 +192,23 @@ class EnrichingSpanProcessor(SpanProcessor):
         if not EDIT_IN_PLACE:
             return
         changes = self._enrich(span)
-        unapplied = None
         if changes:
             try:
                 edit_in_place(span, changes)
             except Exception:  # noqa: BLE001 - the SDK's private surface moved
                 internal_error("editing an ending span")
-                unapplied = changes  # on_end applies them to a copy: never export unscrubbed
-        self._ended.pending = (span.context, unapplied)
+                self._unapplied.changes = (span.context, changes)  # a copy in on_end
+        # The ReadableSpan that on_end receives shares this attributes object: the mark
+        # says it was enriched, without any per-thread lookup on the hot path.
+        span._attributes._otel_excellence_enriched = True  # type: ignore[union-attr]
 
     def on_end(self, span: ReadableSpan) -> None:
-        pending = getattr(self._ended, "pending", None)
-        if pending is not None and pending[0] is span.context:
-            self._ended.pending = None
-            unapplied = pending[1]
-            self.inner.on_end(span if unapplied is None else rebuild(span, unapplied))
+        if getattr(span._attributes, "_otel_excellence_enriched", False):
+            unapplied = getattr(self._unapplied, "changes", None)
+            if unapplied is not None and unapplied[0] is span.context:
+                self._unapplied.changes = None
+                span = rebuild(span, unapplied[1])  # never export what was not scrubbed
+            self.inner.on_end(span)
             return
         changes = self._enrich(span)
         self.inner.on_end(rebuild(span, changes) if changes else span)

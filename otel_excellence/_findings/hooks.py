@@ -17,11 +17,11 @@ import reprlib
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry import metrics
 from opentelemetry.trace import Span
 
 from otel_excellence import _semconv as sc
 from otel_excellence._diagnostics import internal_error
+from otel_excellence._export.metrics import FastMetrics
 from otel_excellence._findings import lineage
 
 # Redis read commands whose reply tells hit from miss.
@@ -76,26 +76,19 @@ def _note(span: Span, parameters: Any) -> None:
 class LibraryHooks:
     """Configured callables handed to the Redis and SQLAlchemy instrumentations."""
 
-    def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
-        meter = metrics.get_meter("otel_excellence", meter_provider=meter_provider)
-        self._cache = meter.create_counter(
+    def __init__(self, instruments: FastMetrics) -> None:
+        self._cache = instruments.counter(
             "otel_excellence.cache.requests",
-            unit="{request}",
-            description="Redis read commands by outcome: hit or miss.",
+            "{request}",
+            "Redis read commands by outcome: hit or miss.",
         )
-        self._attributes: dict[tuple[str, str], dict[str, str]] = {}
 
-    def _count(self, command: str, outcome: str) -> None:
-        attributes = self._attributes.get((command, outcome))
-        if attributes is None:
-            attributes = {
-                sc.CACHE_RESULT: outcome,
-                "db.system.name": "redis",
-                "db.operation.name": command,
-            }
-            if len(self._attributes) < 256:  # commands are a small closed set
-                self._attributes[(command, outcome)] = attributes
-        self._cache.add(1, attributes)
+    def _count(self, command: str, outcome: str, span: Span) -> None:
+        cell = self._cache.cell(
+            (command, outcome),
+            {sc.CACHE_RESULT: outcome, "db.system.name": "redis", "db.operation.name": command},
+        )
+        self._cache.add(cell, 1, span.get_span_context())
 
     def redis_request(self, span: Span, instance: Any, args: Any, kwargs: Any) -> None:
         try:
@@ -116,7 +109,7 @@ class LibraryHooks:
                 command = str(getattr(span, "name", "")).upper()
                 outcomes = [(command, o) for o in _outcomes(command, response)]
             for command, outcome in outcomes:
-                self._count(command, outcome)
+                self._count(command, outcome, span)
             results = {outcome for _, outcome in outcomes}
             if len(results) == 1 and span.is_recording():
                 span.set_attribute(sc.CACHE_RESULT, results.pop())

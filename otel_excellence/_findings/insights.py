@@ -20,13 +20,14 @@ instrumentation is added. SQLAlchemy's pool ``connect`` spans are not operations
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry import baggage, metrics
+from opentelemetry import baggage
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -35,6 +36,7 @@ from opentelemetry.util.types import AttributeValue
 from otel_excellence import _semconv as sc
 from otel_excellence._config.settings import Settings
 from otel_excellence._diagnostics import internal_error
+from otel_excellence._export.metrics import FastMetrics
 from otel_excellence._export.pipeline import SpanChanges, attributes_of
 from otel_excellence._findings import lineage
 from otel_excellence._findings.errors import Classifier, ErrorClass, qualified_name
@@ -56,51 +58,80 @@ _COUNTED = "_otel_excellence_counted"
 _PARAMETER_ATTRIBUTES = ("db.statement.parameters",)
 _PARAMETER_PREFIX = "db.query.parameter."
 _MAX_STATEMENT_ATTRIBUTE = 256  # the N+1 metric's statement label
-_MAX_METRIC_ATTRIBUTE_SETS = 2048
 # Spans that describe this process's own answer to a request (not calls it made).
 _RESPONSE_KINDS = frozenset({SpanKind.SERVER, SpanKind.INTERNAL})
 
 
 # -- reading spans ----------------------------------------------------------------------
-@dataclass(frozen=True)
 class DbCall:
     """What a database client span says about the call it measured."""
 
-    system: str
-    statement: str | None
-    statement_keys: tuple[str, ...]
-    namespace: str | None
-    server_address: str | None
-    server_port: int | None
-    # False for what is not an operation on the database: SQLAlchemy's pool connects,
-    # and a driver span that is the inner half of a SQLAlchemy span (counted there).
-    counted: bool
+    # A plain class with slots: built for every database span, a frozen dataclass's
+    # object.__setattr__ per field cost more than all the rest of its reading.
+    __slots__ = (
+        "counted",
+        "namespace",
+        "server_address",
+        "server_port",
+        "statement",
+        "statement_keys",
+        "system",
+    )
+
+    def __init__(
+        self,
+        system: str,
+        statement: str | None,
+        statement_keys: tuple[str, ...],
+        namespace: str | None,
+        server_address: str | None,
+        server_port: int | None,
+        counted: bool,
+    ) -> None:
+        self.system = system
+        self.statement = statement
+        self.statement_keys = statement_keys
+        self.namespace = namespace
+        self.server_address = server_address
+        self.server_port = server_port
+        # False for what is not an operation on the database: SQLAlchemy's pool
+        # connects, and a driver span that is the inner half of a SQLAlchemy span.
+        self.counted = counted
 
 
 def db_call(span: ReadableSpan, attributes: Mapping[str, Any]) -> DbCall | None:
     """The database call behind a client span, or None for any other span."""
     if span.kind is not SpanKind.CLIENT:
         return None
-    system = sc.first(attributes, sc.DB_SYSTEM)
+    get = attributes.get
+    system = get("db.system.name") or get("db.system")
     if not isinstance(system, str):
         return None
-    statement = sc.first(attributes, sc.DB_STATEMENT)
-    port = sc.first(attributes, sc.SERVER_PORT)
-    namespace = sc.first(attributes, sc.DB_NAMESPACE)
-    address = sc.first(attributes, sc.SERVER_ADDRESS)
+    statement = get("db.query.text") or get("db.statement")
+    port = get("server.port") or get("net.peer.port")
+    namespace = get("db.namespace") or get("db.name")
+    address = get("server.address") or get("net.peer.name")
     scope = span.instrumentation_scope
-    connect = (
-        span.name == "connect" and scope is not None and scope.name == lineage.SQLALCHEMY_SCOPE
-    )
+    from_sqlalchemy = scope is not None and scope.name == lineage.SQLALCHEMY_SCOPE
+    connect = from_sqlalchemy and span.name == "connect"
+    keys = _STATEMENT_KEYS.get((get("db.query.text") is not None, get("db.statement") is not None))
     return DbCall(
-        system=system,
-        statement=statement if isinstance(statement, str) else None,
-        statement_keys=tuple(k for k in sc.DB_STATEMENT if k in attributes),
-        namespace=str(namespace) if namespace is not None else None,
-        server_address=str(address) if address is not None else None,
-        server_port=port if isinstance(port, int) else None,
-        counted=not connect and lineage.TWIN not in span.__dict__,
+        system,
+        statement if isinstance(statement, str) else None,
+        keys or (),
+        str(namespace) if namespace is not None else None,
+        str(address) if address is not None else None,
+        port if isinstance(port, int) else None,
+        not connect and lineage.TWIN not in span.__dict__,
     )
+
+
+# Which statement attributes a span has (stable, old, both with `database/dup`).
+_STATEMENT_KEYS = {
+    (True, True): ("db.query.text", "db.statement"),
+    (True, False): ("db.query.text",),
+    (False, True): ("db.statement",),
+}
 
 
 # The operations a sanitized SQL statement can start with. Anything else (a comment the
@@ -171,6 +202,7 @@ _SQL_VERBS = frozenset(
 _WORD = re.compile(r"[A-Za-z][A-Za-z_.\-]{0,31}")
 
 
+@functools.lru_cache(maxsize=4096)
 def operation_of(system: str, statement: str | None, span_name: str) -> str:
     """``db.operation.name``: the leading verb of the sanitized statement (or command).
 
@@ -198,7 +230,8 @@ class Failure:
 
 
 def _exception_events(span: ReadableSpan) -> list[Event]:
-    return [e for e in span.events if e.name == "exception"]
+    events = span._events
+    return [e for e in events if e.name == "exception"] if len(events) else []
 
 
 def _live_exception(span: ReadableSpan, exception_type: str | None) -> BaseException | None:
@@ -376,53 +409,55 @@ class SpanInsights:
     """The otel-excellence enricher: errors, slow queries, N+1, statements, DB metrics."""
 
     def __init__(
-        self,
-        settings: Settings,
-        classifier: Classifier,
-        meter_provider: metrics.MeterProvider | None = None,
+        self, settings: Settings, classifier: Classifier, instruments: FastMetrics
     ) -> None:
         self.classifier = classifier
         self.slow_threshold_s = settings.slow_db_threshold_ms / 1000
         self.statement_mode = settings.db_statement
         self.n_plus_one_threshold = settings.n_plus_one_threshold
         self._scrub = scrub_credentials if settings.db_statement == "raw" else scrub_error_text
-        # Metric attribute dicts, one object per distinct set: built once, not per span.
-        self._dimensions: dict[tuple[Any, ...], dict[str, AttributeValue]] = {}
-        meter = metrics.get_meter("otel_excellence", meter_provider=meter_provider)
-        self._duration = meter.create_histogram(
+        self._duration = instruments.histogram(
             "db.client.operation.duration",
-            unit="s",
-            description="Duration of database client operations.",
-            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
+            "s",
+            "Duration of database client operations.",
+            DURATION_BUCKETS,
         )
-        self._errors = meter.create_counter(
+        self._errors = instruments.counter(
             "otel_excellence.errors",
-            unit="{error}",
-            description="Errors by category and retryability, each exception counted once.",
+            "{error}",
+            "Errors by category and retryability, each exception counted once.",
         )
-        self._slow = meter.create_counter(
+        self._slow = instruments.counter(
             "otel_excellence.db.slow_queries",
-            unit="{query}",
-            description="Database operations at or above the slow threshold.",
+            "{query}",
+            "Database operations at or above the slow threshold.",
         )
-        self._n_plus_one = meter.create_counter(
+        self._n_plus_one = instruments.counter(
             "otel_excellence.db.n_plus_one",
-            unit="{pattern}",
-            description="N+1 patterns: a statement repeated within one request or task.",
+            "{pattern}",
+            "N+1 patterns: a statement repeated within one request or task.",
         )
 
     def on_start(self, span: Span, parent_context: Context | None) -> None:
         lineage.note_start(span, parent_context)
 
     def __call__(self, span: ReadableSpan, changes: SpanChanges) -> None:
-        lineage.note_end(span)  # type: ignore[arg-type]
+        # The hot path: most spans are neither database calls nor failed nor roots with
+        # findings, and are done after a handful of reads (no copies of attributes or
+        # events: the SDK's accessors copy).
         attributes = attributes_of(span)
-        call = db_call(span, attributes)
-        # Protection first and on its own: should a finding below fail, the span still
-        # goes out without secrets (the processor keeps changes made before a failure).
-        normalized = self._protect(span, attributes, call, changes)
+        call = None
+        if span.kind is SpanKind.CLIENT:
+            lineage.note_end(span)  # type: ignore[arg-type]
+            call = db_call(span, attributes)
+        failed = span.status.status_code is StatusCode.ERROR or bool(len(span._events))
+        normalized = None
+        if call is not None or failed:
+            # Protection first and on its own: should a finding below fail, the span
+            # still goes out without secrets (changes made before a failure are kept).
+            normalized = self._protect(span, attributes, call, failed, changes)
         try:
-            found = failure(span, attributes)
+            found = failure(span, attributes) if failed else None
             if found is not None:
                 self._failed(span, attributes, found, changes)
             if call is not None and call.counted:
@@ -438,6 +473,7 @@ class SpanInsights:
         span: ReadableSpan,
         attributes: Mapping[str, Any],
         call: DbCall | None,
+        failed: bool,
         changes: SpanChanges,
     ) -> str | None:
         """Sanitize the statement and scrub error texts; fail closed. The normal form."""
@@ -449,17 +485,17 @@ class SpanInsights:
                     self._statement(call, normalized, changes)
                 if self.statement_mode != "raw":
                     changes.removed.update(_parameter_attributes(attributes))
-            connection = attributes.get(sc.CONNECTION_STRING)
-            if isinstance(connection, str):
-                changes.attributes[sc.CONNECTION_STRING] = scrub_credentials(connection)
-            if span.status.status_code is StatusCode.ERROR or span.events:
+                connection = attributes.get(sc.CONNECTION_STRING)
+                if isinstance(connection, str):
+                    changes.attributes[sc.CONNECTION_STRING] = scrub_credentials(connection)
+            if failed:
                 self._scrub_failure(span, changes)
         except Exception:  # noqa: BLE001 - drop what could not be cleaned, never export it
             internal_error("SpanInsights protection")
             if call is not None:
                 changes.removed.update(call.statement_keys)
                 changes.removed.update(_parameter_attributes(attributes))
-            changes.removed.add(sc.CONNECTION_STRING)
+                changes.removed.add(sc.CONNECTION_STRING)
             changes.status = Status(span.status.status_code, None)
             changes.events = [e for e in span.events if e.name != "exception"]
         return normalized
@@ -504,15 +540,12 @@ class SpanInsights:
                     timestamp,
                 )
             )
-            self._n_plus_one.add(
-                1,
-                self._dimension_set(
-                    pattern.system,
-                    pattern.operation,
-                    statement=pattern.statement[:_MAX_STATEMENT_ATTRIBUTE],
-                    route=route,
-                ),
+            statement = pattern.statement[:_MAX_STATEMENT_ATTRIBUTE]
+            key = (pattern.system, pattern.operation, statement, route)
+            cell = self._n_plus_one.cell(
+                key, _db_attributes(*key[:2], statement=statement, route=route)
             )
+            self._n_plus_one.add(cell, 1, span.context)
 
     def _failed(
         self,
@@ -529,8 +562,9 @@ class SpanInsights:
         changes.attributes[sc.ERROR_RETRYABLE] = verdict.retryable
         changes.attributes[sc.ERROR_FINGERPRINT] = print_
         if first_count(found.exception):
-            self._errors.add(
-                1,
+            key = (verdict.category, verdict.retryable, kind, print_)
+            cell = self._errors.cell(
+                key,
                 {
                     sc.ERROR_CATEGORY: verdict.category,
                     sc.ERROR_RETRYABLE: verdict.retryable,
@@ -538,6 +572,7 @@ class SpanInsights:
                     sc.ERROR_FINGERPRINT: print_,
                 },
             )
+            self._errors.add(cell, 1, span.context)
 
     def _database(
         self,
@@ -552,9 +587,17 @@ class SpanInsights:
         failed_as = None
         if found is not None:
             failed_as = str(changes.attributes.get(sc.ERROR_TYPE, "_OTHER"))
-        self._duration.record(
-            seconds,
-            self._dimension_set(
+        key: tuple[Any, ...] = (
+            call.system,
+            operation,
+            call.namespace,
+            call.server_address,
+            call.server_port,
+            failed_as,
+        )
+        cell = self._duration.cells.get(key) or self._duration.cell(
+            key,
+            _db_attributes(
                 call.system,
                 operation,
                 namespace=call.namespace,
@@ -563,9 +606,11 @@ class SpanInsights:
                 error=failed_as,
             ),
         )
+        self._duration.record(cell, seconds, span.context)
         if seconds >= self.slow_threshold_s:
             changes.attributes[sc.DB_SLOW] = True
-            self._slow.add(1, self._dimension_set(call.system, operation))
+            slow = self._slow.cell(key[:2], _db_attributes(call.system, operation))
+            self._slow.add(slow, 1, span.context)
         root = lineage.local_root(span)  # type: ignore[arg-type]
         if normalized is None or root is None:
             return  # a statement with no request or task around it repeats nothing
@@ -581,43 +626,6 @@ class SpanInsights:
             (parent or root).name,
         )
 
-    def _dimension_set(
-        self,
-        system: str,
-        operation: str,
-        *,
-        namespace: str | None = None,
-        address: str | None = None,
-        port: int | None = None,
-        error: str | None = None,
-        statement: str | None = None,
-        route: str | None = None,
-    ) -> dict[str, AttributeValue]:
-        key = (system, operation, namespace, address, port, error, statement, route)
-        found = self._dimensions.get(key)
-        if found is not None:
-            return found
-        dimensions: dict[str, AttributeValue] = {
-            "db.system.name": system,
-            "db.operation.name": operation,
-        }
-        if namespace:
-            dimensions["db.namespace"] = namespace
-        if address:
-            dimensions["server.address"] = address
-        if port is not None:
-            dimensions["server.port"] = port
-        if error is not None:
-            dimensions[sc.ERROR_TYPE] = error
-        if statement is not None:
-            dimensions[sc.N_PLUS_ONE_STATEMENT] = statement
-        if route is not None:
-            dimensions[sc.ROUTE] = route
-        if len(self._dimensions) >= _MAX_METRIC_ATTRIBUTE_SETS:
-            self._dimensions.clear()  # bounded; rebuilt on demand
-        self._dimensions[key] = dimensions
-        return dimensions
-
     def _statement(self, call: DbCall, normalized: str, changes: SpanChanges) -> None:
         if self.statement_mode == "sanitized":
             if normalized != call.statement:
@@ -625,6 +633,34 @@ class SpanInsights:
                     changes.attributes[key] = normalized
         elif self.statement_mode == "omit":
             changes.removed.update(call.statement_keys)
+
+
+def _db_attributes(
+    system: str,
+    operation: str,
+    *,
+    namespace: str | None = None,
+    address: str | None = None,
+    port: int | None = None,
+    error: str | None = None,
+    statement: str | None = None,
+    route: str | None = None,
+) -> dict[str, AttributeValue]:
+    """A database metric's attributes (semantic-convention names, stable ones only)."""
+    attributes: dict[str, AttributeValue] = {
+        "db.system.name": system,
+        "db.operation.name": operation,
+    }
+    optional = (
+        ("db.namespace", namespace or None),
+        ("server.address", address or None),
+        ("server.port", port),
+        (sc.ERROR_TYPE, error),
+        (sc.N_PLUS_ONE_STATEMENT, statement),
+        (sc.ROUTE, route),
+    )
+    attributes.update((name, value) for name, value in optional if value is not None)
+    return attributes
 
 
 def _parameter_attributes(attributes: Mapping[str, Any]) -> list[str]:

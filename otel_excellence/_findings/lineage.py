@@ -21,10 +21,10 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Any
 
-from opentelemetry import trace
-from opentelemetry.context import Context
+from opentelemetry.context import Context, get_current
 from opentelemetry.sdk.trace import Span
 from opentelemetry.trace import SpanKind
+from opentelemetry.trace.propagation import _SPAN_KEY
 
 SQLALCHEMY_SCOPE = "opentelemetry.instrumentation.sqlalchemy"
 # Noted on SDK Span objects (plain Python attributes, never exported).
@@ -48,7 +48,9 @@ driver_parameters: ContextVar[Any] = ContextVar(
 
 def note_start(span: Span, parent_context: Context | None) -> None:
     """Note the span's local root and parent, and whether it is a driver twin."""
-    current = trace.get_current_span(parent_context)
+    # trace.get_current_span(parent_context), without its layers of calls: on_start
+    # runs for every span.
+    current = (parent_context or get_current()).get(_SPAN_KEY)
     parent = current if isinstance(current, Span) else None  # remote/absent: not local
     if parent is not None:
         notes = span.__dict__

@@ -13,7 +13,6 @@ into their own root. A lock per root guards work fanned out to thread pools.
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from dataclasses import dataclass, field
 
 MAX_PATTERNS_PER_ROOT = 64
@@ -28,12 +27,16 @@ class _Pattern:
     count: int = 0
     first_identity: int | None = None
     varied: bool = False  # seen with at least two different parameter sets
-    parents: Counter[str] = field(default_factory=Counter)
+    parents: dict[str, int] = field(default_factory=dict)
 
     def note(self, identity: int | None, parent: str) -> None:
         self.count += 1
-        if parent in self.parents or len(self.parents) < _MAX_PARENT_NAMES:
-            self.parents[parent] += 1
+        parents = self.parents
+        seen = parents.get(parent)
+        if seen is not None:
+            parents[parent] = seen + 1
+        elif len(parents) < _MAX_PARENT_NAMES:
+            parents[parent] = 1
         if identity is None:
             return
         if self.first_identity is None:
@@ -51,6 +54,10 @@ class NPlusOne:
     system: str
     operation: str
     parent: str  # the span the executions ran directly under (the most frequent one)
+
+
+def _most_frequent(parents: dict[str, int]) -> str:
+    return max(parents, key=parents.__getitem__)
 
 
 class RootFindings:
@@ -87,7 +94,13 @@ class RootFindings:
             self.closed = True
             patterns = list(self.patterns.values())
         found = [
-            NPlusOne(p.statement, p.count, p.system, p.operation, p.parents.most_common(1)[0][0])
+            NPlusOne(
+                p.statement,
+                p.count,
+                p.system,
+                p.operation,
+                max(p.parents, key=p.parents.__getitem__),
+            )
             for p in patterns
             # The same parameters every time is a repeated query, not an N+1; with no
             # parameters observable the repetition alone counts.

@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_excellence._config.settings import Settings
+from otel_excellence._export.metrics import FastMetrics, readers_of
 from otel_excellence._export.pipeline import EnrichingSpanProcessor
 from otel_excellence._findings.error_rules import RULES
 from otel_excellence._findings.errors import Classifier
@@ -69,9 +70,11 @@ def make_telemetry(settings: Settings | None = None) -> Telemetry:
     settings = settings or Settings()
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
+    instruments = FastMetrics()
+    instruments.attach(*readers_of(meter_provider))
     classifier = Classifier(RULES)
-    insights = SpanInsights(settings, classifier, meter_provider=meter_provider)
-    hooks = LibraryHooks(meter_provider=meter_provider)
+    insights = SpanInsights(settings, classifier, instruments)
+    hooks = LibraryHooks(instruments)
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(EnrichingSpanProcessor(SimpleSpanProcessor(exporter), [insights]))
