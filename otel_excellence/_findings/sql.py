@@ -322,6 +322,14 @@ _MAX_STEPS = 4 * MAX_ERROR_FINDINGS
 _MAX_SANITIZED_PER_TEXT = 2048
 
 _NON_SPACE = re.compile(r"\S*")
+# What may follow a line holding a value (after empty lines, if any), in the texts of the
+# drivers, SQLAlchemy and Python's tracebacks; or nothing: the end of the text.
+_NEXT_LINES = (
+    "HINT:", "CONTEXT:", "DETAIL:", "LINE ", "QUERY:", "WHERE:", "[SQL: ",
+    "[parameters: ", "(Background on this error at: ", "Traceback (most recent call last)",
+    "The above exception", "During handling of the above", '  File "',
+)  # fmt: skip
+_VALUE_TAIL = _NON_SPACE  # libpq reads {a};b as one unquoted value: so do we
 _DSN_AT = re.compile(r"(?i:password|passwd|pwd)[\"']?[ \t]*[=:][ \t]*")
 _DSN_IN_URL = re.compile(r"((?i:password|passwd|pwd)=)[^&;#\s]*")  # in a query string
 _EXCERPT_AT = re.compile(r"LINE \d{1,9}: ")
@@ -385,7 +393,11 @@ class _Scrub:
         value_start = key.end()
         quoted = _QUOTED_VALUE.get(text[value_start : value_start + 1])
         value = (quoted or _NON_SPACE).match(text, value_start)
-        return key.group() + "***", value.end() if value else value_start
+        stop = value.end() if value else value_start
+        if quoted is not None:  # 'a'b or {}b: what sticks to the quotes is value too
+            rest = _VALUE_TAIL.match(text, stop)
+            stop = rest.end() if rest else stop
+        return key.group() + "***", stop
 
     def sql(self, start: int, end: int) -> tuple[str, int]:
         """SQLAlchemy's ``[SQL: ...]``, sanitized. It ends before the last of SQLAlchemy's
@@ -429,8 +441,12 @@ class _Scrub:
         return marker.group() + "?", stop
 
     def echo(self, start: int, end: int) -> tuple[str, int]:
-        """A value a database quotes back: to the last such quote on the line."""
-        return self._redact_value(start, end, self.text[end - 1])
+        """A value a database quotes back: to the last such quote on the line. Not in a
+        traceback's source lines (indented by four spaces): ``{"a": "b"}`` is code."""
+        text = self.text
+        if text.startswith("    ", text.rfind("\n", 0, start) + 1):
+            return text[start:end], end
+        return self._redact_value(start, end, text[end - 1])
 
     def parameter(self, start: int, end: int) -> tuple[str, int]:
         """PostgreSQL's ``unnamed portal parameter $1 = '...'``."""
@@ -479,7 +495,14 @@ class _Scrub:
         stop = len(text) if stop < 0 else stop
         last = text.rfind(closer, value_start, stop)
         head = text[start:value_start]
-        if last < 0:
+        # No closer, a parenthesis opened after the last one closed (a second value
+        # that goes on), or a next line that no database or library writes there (the
+        # value held a closer and a newline): nothing after can be trusted.
+        if (
+            last < 0
+            or (opener == "(" and text.find("(", last, stop) >= 0)
+            or not _trusted_next_line(text, stop)
+        ):
             return head + "?" + TRUNCATED, len(text)
         return head + "?", last
 
@@ -500,6 +523,16 @@ class _Scrub:
         }
         # None of them, or two dialects in one text: read the way that redacts most.
         return found.pop() if len(found) == 1 else None
+
+
+def _trusted_next_line(text: str, stop: int) -> bool:
+    """Whether what follows the line ending at ``stop`` is a line we know (or nothing)."""
+    index = stop
+    for _ in range(4):
+        if index >= len(text) or text[index] != "\n":
+            break
+        index += 1
+    return index >= len(text) or text.startswith(_NEXT_LINES, index)
 
 
 def _run(text: str, findings: tuple[tuple[str, str, bool], ...], system: str | None) -> str:
