@@ -97,7 +97,7 @@ def ordinary(repo: str) -> dict[str, float]:
         sql.sanitize_statement(text + " ", "postgresql")
     uncached = (time.perf_counter() - started) / len(variants)
     message = (
-        '(psycopg.errors.UniqueViolation) duplicate key value violates unique constraint '
+        "(psycopg.errors.UniqueViolation) duplicate key value violates unique constraint "
         '"users_email_key"\nDETAIL:  Key (email)=(alice@example.com) already exists.\n'
         "[SQL: INSERT INTO users (email) VALUES (%(email)s)]\n[parameters: {'email': 'a'}]\n"
         "(Background on this error at: https://sqlalche.me/e/20/gkpj)"
@@ -130,10 +130,16 @@ def main() -> None:
         cells = [measure(repo, family, s, args.limit, args.runs) for s in args.sizes]
         print(f"| {family} | " + " | ".join(cells) + " |", flush=True)
     numbers = subprocess.run(
-        [sys.executable, "-c", f"import json,sys; sys.argv=['x']; "
-         f"sys.path.insert(0, {str(Path(__file__).parent)!r}); import text_safety as t; "
-         f"print(json.dumps(t.ordinary({repo!r})))"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            f"import json,sys; sys.argv=['x']; "
+            f"sys.path.insert(0, {str(Path(__file__).parent)!r}); import text_safety as t; "
+            f"print(json.dumps(t.ordinary({repo!r})))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     result = json.loads(numbers.stdout)
     print(

@@ -7,6 +7,8 @@ redaction cases per dialect and driver, and a growth test on crafted worst cases
 runs 10,000 examples; locally a few hundred, so the suite stays fast.
 """
 
+# ruff: noqa: S608 - the statements are built to hold secrets on purpose; nothing runs them
+
 from __future__ import annotations
 
 import os
@@ -22,8 +24,8 @@ from hypothesis import strategies as st
 from opentelemetry.trace import StatusCode
 
 from otel_excellence._findings import fingerprint, sql
-from otel_excellence._findings.errors import Classifier, facts_from_exception, qualified_name
 from otel_excellence._findings.error_rules import RULES
+from otel_excellence._findings.errors import Classifier, facts_from_exception, qualified_name
 from otel_excellence._findings.fingerprint import fingerprint_stacktrace
 from otel_excellence._findings.sql import (
     MAX_ERROR_TEXT,
@@ -185,7 +187,7 @@ STATEMENTS: list[tuple[str | None, Callable[[str], str]]] = [
     ("postgresql", lambda s: f"SELECT 1 /* a /* {s.replace('*/', '')} */ b */ FROM t"),
     ("mysql", lambda s: f"SELECT * FROM t WHERE a = {quoted(s, chr(34), chr(92))}"),
     ("mysql", lambda s: f"SELECT a FROM t # {s.replace(chr(10), ' ')}\nWHERE b = 1"),
-    ("sqlite", lambda s: f'INSERT INTO t VALUES ({quoted(s, chr(34), chr(34))})'),
+    ("sqlite", lambda s: f"INSERT INTO t VALUES ({quoted(s, chr(34), chr(34))})"),
     ("sqlite", lambda s: f"INSERT INTO t VALUES ({quoted(s, chr(39), chr(39))}, 2)"),
     (None, lambda s: f"SELECT {quoted(s, chr(39), chr(39))} -- {s.replace(chr(10), ' ')}"),
     (None, lambda s: f"UPDATE t SET a = {quoted(s, chr(34), chr(34))} WHERE id = 1"),
@@ -211,7 +213,7 @@ class TestSecretsNeverComeOut:
             f"x\nDETAIL:  Key (lower(a::text), (b))=({secret}, 1) already exists.",
             f"x\nDETAIL:  Failing row contains (1, {secret}, null).",
             f"x\nDETAIL:  Key (a)=(1) conflicts with existing key (a)=({secret}).",
-            f"invalid input syntax for type integer: \"{secret}\"",
+            f'invalid input syntax for type integer: "{secret}"',
             f'syntax error at or near "{secret}"',
             f"x\nCONTEXT:  unnamed portal parameter $1 = '{secret}'",
         ):
@@ -221,8 +223,8 @@ class TestSecretsNeverComeOut:
     @given(secret=plain_secrets, system=st.sampled_from(["sqlite", "mysql", None]))
     def test_in_sqlalchemy_blocks(self, secret: str, system: str | None) -> None:
         text = (
-            f'(sqlite3.IntegrityError) UNIQUE constraint failed: t.e\n[SQL: INSERT INTO t '
-            f'VALUES (2, "{secret}", \'{secret}\')]\n[parameters: (\'{secret}\',)]\n'
+            f"(sqlite3.IntegrityError) UNIQUE constraint failed: t.e\n[SQL: INSERT INTO t "
+            f"VALUES (2, \"{secret}\", '{secret}')]\n[parameters: ('{secret}',)]\n"
             "(Background on this error at: https://sqlalche.me/e/20/gkpj)"
         )
         assert CORE not in scrub_error_text(text, system)
@@ -275,9 +277,12 @@ class TestRedactionByDialect:
         assert "1234567" not in sanitize_statement(statement, system)
 
     def test_identifiers_and_placeholders_stay(self) -> None:
-        assert sanitize_statement(
-            'SELECT "Users".id, t1.c2 FROM "Users" WHERE a = $1 AND b IN ($2, $3)', "postgresql"
-        ) == 'SELECT "Users".id, t1.c2 FROM "Users" WHERE a = $1 AND b IN (?)'
+        assert (
+            sanitize_statement(
+                'SELECT "Users".id, t1.c2 FROM "Users" WHERE a = $1 AND b IN ($2, $3)', "postgresql"
+            )
+            == 'SELECT "Users".id, t1.c2 FROM "Users" WHERE a = $1 AND b IN (?)'
+        )
         assert sanitize_statement("SELECT `a` FROM t WHERE x = %(x_1)s", "mysql") == (
             "SELECT `a` FROM t WHERE x = %(x_1)s"
         )
@@ -310,7 +315,7 @@ class TestRedactionByDialect:
             "syntax error at or near \"'hunter2'\"\nLINE 1: SELECT 'a' 'hunter2' FROM\n   ^\n",
             "unterminated quoted string at or near \"'hunter2\"\nLINE 1: SELECT 'hunter2\n  ^",
             "invalid input syntax for type json\nLINE 1: SELECT '{\"a\": hunter2}'::jsonb\n"
-            "               ^\nDETAIL:  Token \"hunter2\" is invalid.\n"
+            '               ^\nDETAIL:  Token "hunter2" is invalid.\n'
             'CONTEXT:  JSON data, line 1: {"a": hunter2...',
             'conflicting key value violates exclusion constraint "r_excl"\nDETAIL:  '
             'Key (room, during)=(1, ["2020-01-01","2020-01-03")) conflicts with existing '
@@ -319,9 +324,9 @@ class TestRedactionByDialect:
             'invalid value "hunter2" for "YYYY"',
             "LINE 2: hunter2' FROM t\n ^",
             "LINE 1: ...WHERE a = 'x' AND b = 'hunter2' AN...",
-            'CONTEXT:  SQL statement "INSERT INTO t VALUES (\'hunter2\')"',
+            "CONTEXT:  SQL statement \"INSERT INTO t VALUES ('hunter2')\"",
             # SQLAlchemy around them, with the dialect read from the driver's name
-            '(sqlite3.IntegrityError) UNIQUE constraint failed: t.e\n[SQL: INSERT INTO t '
+            "(sqlite3.IntegrityError) UNIQUE constraint failed: t.e\n[SQL: INSERT INTO t "
             'VALUES (2, "hunter2")]\n(Background on this error at: https://sqlalche.me/e/20/gkpj)',
             "(psycopg2.errors.UniqueViolation) duplicate key value\nDETAIL:  Key (e)=(hunter2) "
             "already exists.\n\n[SQL: INSERT INTO u VALUES (%(e)s)]\n[parameters: {'e': "
@@ -332,11 +337,11 @@ class TestRedactionByDialect:
             "this error at: https://sqlalche.me/e/20/gkpj)",
             "[SQL: SELECT arr[1]\n\nFROM t WHERE x = 'hunter2']\n[parameters: ()]",
             # sqlite3, PyMySQL, redis-py
-            "unrecognized token: \"'hunter2\"",
+            'unrecognized token: "\'hunter2"',
             "near \"'hunter2'\": syntax error",
             "(1062, \"Duplicate entry 'hunter2' for key 'users.email'\")",
             "(1366, \"Incorrect integer value: 'hunter2' for column 'id' at row 1\")",
-            "(1064, \"You have an error in your SQL syntax; check the manual that corresponds "
+            '(1064, "You have an error in your SQL syntax; check the manual that corresponds '
             "to your MySQL server version for the right syntax to use near ''hunter2'' at "
             'line 1")',
             "unknown command 'FOO', with args beginning with: 'hunter2' ",

@@ -133,7 +133,7 @@ def rebuild(span: ReadableSpan, changes: SpanChanges) -> ReadableSpan:
     else:
         attributes = MappingProxyType(merged)
     return ReadableSpan(
-        name=span.name,
+        name=changes.name or span.name,
         context=span.context,
         parent=span.parent,
         resource=span.resource,

@@ -311,6 +311,8 @@ _FINDINGS: tuple[tuple[str, str, bool], ...] = (
     ("value '", "echo", False),
     ("value: '", "echo", False),
     (" = '", "parameter", False),
+    # asyncpg: invalid input for query argument $1: '...' (...)
+    ("argument $", "argument", False),
     # Redis: ERR unknown command 'x', with args beginning with: 'a' 'b'.
     ("args beginning with:", "rest_of_line", False),
     ("data, line ", "json_context", False),
@@ -334,6 +336,7 @@ _DSN_AT = re.compile(r"(?i:password|passwd|pwd)[\"']?[ \t]*[=:][ \t]*")
 _DSN_IN_URL = re.compile(r"((?i:password|passwd|pwd)=)[^&;#\s]*")  # in a query string
 _EXCERPT_AT = re.compile(r"LINE \d{1,9}: ")
 _JSON_LINE_AT = re.compile(r"\d{1,9}: ")
+_ARGUMENT_AT = re.compile(r"\d{1,5}: '")
 _PARAMETER_BEFORE = re.compile(r"\$\d{1,5}\Z")
 _PARAMETERS_START = "]\n[parameters: "
 _PARAMETERS_END = "]\n(Background on this error at: "
@@ -453,6 +456,12 @@ class _Scrub:
         if _PARAMETER_BEFORE.search(self.text, max(0, start - 6), start) is None:
             return self.text[start:end], end
         return self._redact_value(start, end, "'")
+
+    def argument(self, start: int, end: int) -> tuple[str, int]:
+        number = _ARGUMENT_AT.match(self.text, end)
+        if number is None:
+            return self.text[start:end], end
+        return self._redact_value(start, number.end(), "'")
 
     def rest_of_line(self, start: int, end: int) -> tuple[str, int]:
         stop = self.text.find("\n", end)

@@ -358,7 +358,39 @@ def _typed_stdlib_attributes(
     return get_attributes
 
 
+def _sdk_attributes(
+    original: Callable[[logging.LogRecord], Any],
+) -> Callable[[logging.LogRecord], Any]:
+    """The same for the SDK's own LoggingHandler (its builder returns attributes only)."""
+
+    def get_attributes(record: logging.LogRecord) -> Any:
+        attributes = dict(original(record) or {})
+        try:
+            attributes = {k: typed(v) for k, v in attributes.items()}
+            exc = exception_of(record.exc_info)
+            if exc is not None:
+                attributes.update(exception_attributes(exc))
+        except Exception:  # noqa: BLE001 - the record still goes out as the SDK built it
+            internal_error("log record attributes")
+        return attributes
+
+    get_attributes.__wrapped__ = original  # type: ignore[attr-defined]
+    return get_attributes
+
+
+def _wrap_sdk_handlers() -> None:
+    # With OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED=true the SDK's LoggingHandler
+    # is the one on the root logger: its exception texts must be scrubbed too.
+    from opentelemetry.sdk._logs import LoggingHandler as SdkLoggingHandler
+
+    for handler in logging.getLogger().handlers:
+        current = getattr(handler, "_get_attributes", None)
+        if isinstance(handler, SdkLoggingHandler) and not hasattr(current, "__wrapped__"):
+            handler._get_attributes = _sdk_attributes(current)  # type: ignore[arg-type,method-assign]
+
+
 def _after_logging_instrumented() -> None:
+    _wrap_sdk_handlers()
     handler = _otel_handler()
     if handler is None:
         return
