@@ -386,7 +386,7 @@ def _wrap_sdk_handlers() -> None:
     for handler in logging.getLogger().handlers:
         current = getattr(handler, "_get_attributes", None)
         if isinstance(handler, SdkLoggingHandler) and not hasattr(current, "__wrapped__"):
-            handler._get_attributes = _sdk_attributes(current)  # type: ignore[arg-type,method-assign]
+            handler._get_attributes = _sdk_attributes(current)  # type: ignore[arg-type,assignment,method-assign]
 
 
 def _after_logging_instrumented() -> None:
