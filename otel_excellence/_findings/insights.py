@@ -214,7 +214,7 @@ def _live_exception(span: ReadableSpan, exception_type: str | None) -> BaseExcep
     if exception_type is not None:
         return exc if qualified_name(type(exc)) == exception_type else None
     description = span.status.description
-    return exc if description and safe_str(exc).startswith(description) else None
+    return exc if description and str(exc).startswith(description) else None
 
 
 def _handled(span: ReadableSpan, exception_type: str | None) -> BaseException | None:
@@ -331,8 +331,8 @@ def first_count(exc: BaseException | None) -> bool:
     """
     if exc is None:
         return True
-    related = (exc, *wrapped(exc))
-    if any(getattr(e, _COUNTED, False) for e in related):
+    related = (exc, getattr(exc, "orig", None), exc.__cause__)
+    if any(getattr(e, _COUNTED, False) for e in related if e is not None):
         return False
     # An exception type without __dict__ is counted each time: over- rather than under-.
     with contextlib.suppress(AttributeError, TypeError):
