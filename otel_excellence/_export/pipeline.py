@@ -43,13 +43,14 @@ EDIT_IN_PLACE = _sdk_supports_editing_at_end()
 class SpanChanges:
     """What enrichers want changed on an ended span; applied once, in place or in a copy."""
 
-    __slots__ = ("added_events", "attributes", "events", "removed", "status")
+    __slots__ = ("added_events", "attributes", "events", "name", "removed", "status")
 
     def __init__(self) -> None:
         self.attributes: dict[str, AttributeValue] = {}
         self.removed: set[str] = set()
         self.status: Status | None = None
         self.events: Sequence[Event] | None = None  # replaces the span's events
+        self.name: str | None = None  # a database span named after a comment's first word
         self.added_events: list[Event] = []  # appended after them
 
     def __bool__(self) -> bool:
@@ -133,7 +134,7 @@ def rebuild(span: ReadableSpan, changes: SpanChanges) -> ReadableSpan:
     else:
         attributes = MappingProxyType(merged)
     return ReadableSpan(
-        name=span.name,
+        name=changes.name or span.name,
         context=span.context,
         parent=span.parent,
         resource=span.resource,

@@ -105,18 +105,46 @@ def qualified_name(cls: type) -> str:
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
+# What the rules' message patterns see: the head of the message. Every built-in pattern
+# matches near the start, and a user's pattern (which may backtrack) gets bounded input.
+MAX_RULE_MESSAGE = 2048
+
+
+def attribute(obj: object, name: str) -> Any:
+    """``getattr(obj, name, None)`` that also survives a property that raises."""
+    try:
+        return getattr(obj, name, None)
+    except Exception:  # noqa: BLE001 - a broken property just means no such fact
+        return None
+
+
+def safe_str(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when the exception's ``__str__`` is broken."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - classification must go on without the message
+        return f"<{type(exc).__name__}: str() failed>"
+    return text if isinstance(text, str) else ""
+
+
+def wrapped(exc: BaseException) -> list[BaseException]:
+    """What ``exc`` wraps: SQLAlchemy's ``.orig``, then ``__cause__`` (either may raise)."""
+    found = [attribute(exc, "orig"), attribute(exc, "__cause__")]
+    return [e for e in found if isinstance(e, BaseException) and e is not exc]
+
+
 def _status_of(exc: BaseException) -> int | None:
-    for holder in (getattr(exc, "response", None), exc):
+    for holder in (attribute(exc, "response"), exc):
         for name in ("status_code", "status"):
-            value = getattr(holder, name, None)
+            value = attribute(holder, name)
             if isinstance(value, int) and 100 <= value <= 599:
                 return value
     return None
 
 
 def _grpc_code_of(exc: BaseException) -> str | None:
-    code = getattr(exc, "code", None)
-    if not callable(code) or not type(exc).__module__.startswith("grpc"):
+    code = attribute(exc, "code")
+    if not callable(code) or not str(type(exc).__module__).startswith("grpc"):
         return None
     try:
         name = getattr(code(), "name", None)
@@ -126,11 +154,13 @@ def _grpc_code_of(exc: BaseException) -> str | None:
 
 
 def facts_from_exception(exc: BaseException) -> ErrorFacts:
-    sqlstate = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
-    sqlite = getattr(exc, "sqlite_errorname", None)
+    """What the rules can match, read defensively: a broken ``__str__`` or a property
+    that raises costs that one fact, never the classification."""
+    sqlstate = attribute(exc, "sqlstate") or attribute(exc, "pgcode")
+    sqlite = attribute(exc, "sqlite_errorname")
     return ErrorFacts(
         types=[qualified_name(cls) for cls in type(exc).__mro__],
-        message=str(exc),
+        message=safe_str(exc)[:MAX_RULE_MESSAGE],
         sqlstate=sqlstate if isinstance(sqlstate, str) else None,
         sqlite=sqlite if isinstance(sqlite, str) else None,
         http_status=_status_of(exc),
@@ -140,7 +170,7 @@ def facts_from_exception(exc: BaseException) -> ErrorFacts:
 
 # "(psycopg.errors.UniqueViolation) duplicate key ..." - how SQLAlchemy names the
 # wrapped error in its message; all the string path has of the original.
-_WRAPPED_TYPE = re.compile(r"^\(([\w.]+)\)\s*")
+_WRAPPED_TYPE = re.compile(r"^\(([\w.]{1,256})\)")
 
 
 class Classifier:
@@ -199,11 +229,7 @@ class Classifier:
 
     def classify_exception(self, exc: BaseException) -> ErrorClass:
         """Classify ``exc``, preferring what it wraps when that is more specific."""
-        inner = [
-            e
-            for e in (getattr(exc, "orig", None), exc.__cause__)
-            if isinstance(e, BaseException) and e is not exc
-        ]
+        inner = wrapped(exc)
         fallback: ErrorClass | None = None
         for candidate in (*inner[:1], exc, *inner[1:]):
             found = self.match(facts_from_exception(candidate))
@@ -215,9 +241,10 @@ class Classifier:
     def classify_strings(self, exception_type: str, message: str) -> ErrorClass:
         """Classify from exported strings alone (no exception object at hand)."""
         candidates = []
-        wrapped = _WRAPPED_TYPE.match(message)
-        if wrapped:
-            candidates.append(ErrorFacts(types=[wrapped.group(1)], message=message))
+        message = message[:MAX_RULE_MESSAGE]
+        inner = _WRAPPED_TYPE.match(message)
+        if inner:
+            candidates.append(ErrorFacts(types=[inner.group(1)], message=message))
         candidates.append(ErrorFacts(types=[exception_type], message=message))
         fallback: ErrorClass | None = None
         for facts in candidates:

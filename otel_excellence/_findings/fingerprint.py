@@ -14,24 +14,48 @@ import os
 import re
 import sys
 import sysconfig
+from collections import deque
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, TracebackType
 
 _MAX_FRAMES = 12
+# Frames considered, the innermost ones, on both paths (live exception and text): a
+# RecursionError's thousand frames cost no more than 64, and both paths agree.
+_MAX_CONSIDERED_FRAMES = 64
+# What is read of an exported stack trace: its end, where the exception's own traceback
+# is (64 frames of "File ..." line, source line and carets take ~16-20 KiB).
+MAX_STACKTRACE_READ = 32 * 1024
+# Longer names are cut (identically on both paths): they key a cache and a hash, and no
+# real path or function name comes near.
+_MAX_NAME = 512
 _LIBRARY_MARKERS = ("site-packages", "dist-packages")
-_OWN_PACKAGE = os.path.dirname(os.path.realpath(__file__)) + os.sep
-_FRAME_LINE = re.compile(r'^\s*File "(?P<file>[^"]+)", line \d+, in (?P<function>\S+)', re.M)
+# The otel_excellence package directory (this file is in its _findings/).
+_OWN_PACKAGES = tuple(
+    {os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep}
+    | {os.path.dirname(os.path.dirname(os.path.realpath(__file__))) + os.sep}
+)
+# One line at a time ([ \t] never crosses a line, so blank lines cost one step each);
+# "|" for the frames of an exception group.
+_FRAME_LINE = re.compile(
+    r'^[ \t|]*File "([^\n]{1,1024}?)", line \d{1,9}, in ([^\s]{1,512})', re.MULTILINE
+)
+_TRACEBACK = "Traceback (most recent call last):"
 
 
 @lru_cache(maxsize=1)
 def _stdlib_prefixes() -> tuple[str, ...]:
     paths = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib")}
-    return tuple(os.path.realpath(p) + os.sep for p in paths)
+    real = {os.path.realpath(p) for p in paths}
+    return tuple(sorted(p + os.sep for p in paths | real))
+
+
+def _module_of(filename: str) -> tuple[str, bool]:
+    return _module_of_name(filename[:_MAX_NAME])
 
 
 @lru_cache(maxsize=4096)
-def _module_of(filename: str) -> tuple[str, bool]:
+def _module_of_name(filename: str) -> tuple[str, bool]:
     """(dotted module name derived from the path, whether it is application code)."""
     path = filename.replace("\\", "/")
     for marker in _LIBRARY_MARKERS:
@@ -40,11 +64,15 @@ def _module_of(filename: str) -> tuple[str, bool]:
             return _dotted(path[index + len(marker) + 2 :]), False
     if path.startswith("<"):
         return path, False
-    real = os.path.realpath(filename)
-    if real.startswith(_OWN_PACKAGE):
-        return _dotted("otel_excellence/" + real[len(_OWN_PACKAGE) :]), False
-    if real.startswith(_stdlib_prefixes()):
-        return _dotted(os.path.relpath(real, os.path.dirname(_stdlib_prefixes()[0]))), False
+    # No filesystem access (no realpath): a path read from a stack trace must not cost
+    # a system call per component. Our package and the stdlib are known by both names.
+    real = os.path.abspath(filename)
+    for own in _OWN_PACKAGES:
+        if real.startswith(own):
+            return _dotted("otel_excellence/" + real[len(own) :]), False
+    for prefix in _stdlib_prefixes():
+        if real.startswith(prefix):
+            return _dotted(os.path.relpath(real, prefix)), False
     try:
         relative = os.path.relpath(real, os.getcwd())
     except ValueError:
@@ -67,18 +95,23 @@ def _select(frames: Sequence[tuple[str, str, bool]]) -> list[str]:
 
 
 def _digest(exception_type: str, frames: Iterable[str]) -> str:
-    text = "\n".join([exception_type, *frames])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    text = "\n".join([exception_type[:_MAX_NAME], *frames])
+    # surrogatepass: a lone surrogate (from a log value) must not make hashing raise.
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _frames_of(tb: TracebackType | None) -> list[tuple[str, str, bool]]:
     # A direct walk: traceback.extract_tb also reads source lines, which we never use.
-    frames: list[tuple[str, str, bool]] = []
-    while tb is not None and len(frames) < 64:
-        code = tb.tb_frame.f_code
-        module, in_app = _module_of(code.co_filename)
-        frames.append((module, code.co_name, in_app))
+    # The walk is as deep as the stack (bounded by the recursion limit); the innermost
+    # frames are kept.
+    codes: deque[CodeType] = deque(maxlen=_MAX_CONSIDERED_FRAMES)
+    while tb is not None:
+        codes.append(tb.tb_frame.f_code)
         tb = tb.tb_next
+    frames = []
+    for code in codes:
+        module, in_app = _module_of(code.co_filename)
+        frames.append((module, code.co_name[:_MAX_NAME], in_app))
     return frames
 
 
@@ -88,7 +121,7 @@ def _caller_frames(start: FrameType | None) -> list[tuple[str, str, bool]]:
     while frame is not None and len(frames) < 64:
         module, in_app = _module_of(frame.f_code.co_filename)
         if in_app:
-            frames.append((module, frame.f_code.co_name, in_app))
+            frames.append((module, frame.f_code.co_name[:_MAX_NAME], in_app))
         frame = frame.f_back
     frames.reverse()
     return frames
@@ -111,13 +144,16 @@ def fingerprint_stacktrace(exception_type: str, stacktrace: str) -> str:
     """Fingerprint from an exported ``exception.stacktrace`` string.
 
     Only the last traceback counts: it is the exception itself, printed after the
-    chain of causes, which is what a live exception's own traceback holds.
+    chain of causes, which is what a live exception's own traceback holds. Only the end
+    of the text is read (``MAX_STACKTRACE_READ``), and of its frames the innermost 64.
     """
-    last = stacktrace.rsplit("Traceback (most recent call last):", 1)[-1]
+    tail = stacktrace[-MAX_STACKTRACE_READ:]
+    last = tail[tail.rfind(_TRACEBACK) + 1 :] if _TRACEBACK in tail else tail
+    found = _FRAME_LINE.findall(last)[-_MAX_CONSIDERED_FRAMES:]
     frames = []
-    for match in _FRAME_LINE.finditer(last):
-        module, in_app = _module_of(match.group("file"))
-        frames.append((module, match.group("function"), in_app))
+    for filename, function in found:
+        module, in_app = _module_of(filename)
+        frames.append((module, function[:_MAX_NAME], in_app))
     return _digest(exception_type, _select(frames))
 
 

@@ -39,7 +39,7 @@ from otel_excellence._diagnostics import internal_error
 from otel_excellence._export.metrics import FastMetrics
 from otel_excellence._export.pipeline import SpanChanges, attributes_of
 from otel_excellence._findings import lineage
-from otel_excellence._findings.errors import Classifier, ErrorClass, qualified_name
+from otel_excellence._findings.errors import Classifier, ErrorClass, qualified_name, wrapped
 from otel_excellence._findings.fingerprint import (
     fingerprint_exception,
     fingerprint_stacktrace,
@@ -247,7 +247,7 @@ def _live_exception(span: ReadableSpan, exception_type: str | None) -> BaseExcep
     if exception_type is not None:
         return exc if qualified_name(type(exc)) == exception_type else None
     description = span.status.description
-    return exc if description and str(exc).startswith(description) else None
+    return exc if description and _safe_str(exc).startswith(description) else None
 
 
 def _handled(span: ReadableSpan, exception_type: str | None) -> BaseException | None:
@@ -364,7 +364,7 @@ def first_count(exc: BaseException | None) -> bool:
     """
     if exc is None:
         return True
-    related = (exc, getattr(exc, "orig", None), exc.__cause__)
+    related = (exc, *wrapped(exc))  # orig or __cause__ may be properties that raise
     if any(getattr(e, _COUNTED, False) for e in related if e is not None):
         return False
     # An exception type without __dict__ is counted each time: over- rather than under-.

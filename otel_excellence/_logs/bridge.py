@@ -18,11 +18,13 @@ re-inserts it when the app calls ``structlog.configure``). What we add:
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from opentelemetry import baggage, trace
@@ -34,8 +36,12 @@ from otel_excellence import _semconv as sc
 from otel_excellence._config.distro import register_instrumentor_hooks
 from otel_excellence._diagnostics import internal_error
 from otel_excellence._findings.error_rules import CLASSIFIER
-from otel_excellence._findings.errors import qualified_name
-from otel_excellence._findings.fingerprint import fingerprint_exception, fingerprint_stacktrace
+from otel_excellence._findings.errors import qualified_name, safe_str
+from otel_excellence._findings.fingerprint import (
+    MAX_STACKTRACE_READ,
+    fingerprint_exception,
+    fingerprint_stacktrace,
+)
 from otel_excellence._findings.sql import scrub_credentials, scrub_error_text
 
 _STDLIB_LEVELS = {
@@ -82,30 +88,61 @@ _options = LogOptions()
 
 # -- record content ---------------------------------------------------------------------
 _MAX_DEPTH = 8
+# Items kept per list or map in a log value (the rest is summarised in one entry): a
+# million-item list logged by mistake costs the same as a thousand.
+MAX_ITEMS = 1000
+# Characters kept of a value we turn into text ourselves (str() of an object): what an
+# object's __str__ returns is unbounded; the app's own strings are passed as they are
+# (OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT is the setting for those).
+MAX_TEXT = 16 * 1024
+_MORE = "..."
 
 
 def _text(value: Any) -> str:
     try:
-        return str(value)
+        text = str(value)
     except Exception:  # noqa: BLE001 - a broken __str__ must not lose the record
         try:
-            return repr(value)
+            text = repr(value)
         except Exception:  # noqa: BLE001
             return f"<unprintable {type(value).__name__}>"
+    if not isinstance(text, str):
+        return f"<unprintable {type(value).__name__}>"
+    return _valid(text[:MAX_TEXT])
+
+
+def _valid(text: str) -> str:
+    """Valid UTF-8: a lone surrogate makes the OTLP encoder reject the whole batch."""
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode()
+    return text
 
 
 def typed(value: Any, depth: int = 0) -> Any:
     """A value OpenTelemetry can carry: primitives and their lists/maps as they are,
     anything else as its string (rather than being dropped with a warning). Nesting is
-    cut at a fixed depth, so self-referencing structures end too."""
-    if value is None or isinstance(value, bool | int | float | str | bytes):
+    cut at a fixed depth, so self-referencing structures end too; lists and maps keep
+    their first ``MAX_ITEMS`` items; text with a lone surrogate is made valid UTF-8."""
+    if value is None or isinstance(value, bool | int | float | bytes):
         return value
+    if isinstance(value, str):
+        return _valid(value)
     if depth >= _MAX_DEPTH:
         return _text(value)
     if isinstance(value, list | tuple | set | frozenset):
-        return [typed(item, depth + 1) for item in value]
+        items = [typed(item, depth + 1) for item in islice(value, MAX_ITEMS)]
+        if len(value) > MAX_ITEMS:
+            items.append(f"{_MORE} {len(value) - MAX_ITEMS} more")
+        return items
     if isinstance(value, Mapping):
-        return {_text(k): typed(v, depth + 1) for k, v in value.items()}
+        pairs = {_text(k): typed(v, depth + 1) for k, v in islice(value.items(), MAX_ITEMS)}
+        if len(value) > MAX_ITEMS:
+            pairs[_MORE] = f"{len(value) - MAX_ITEMS} more"
+        return pairs
     return _text(value)
 
 
@@ -128,7 +165,7 @@ def exception_attributes(exc: BaseException) -> dict[str, Any]:
     scrub = _options.scrub
     return {
         sc.EXCEPTION_TYPE: kind,
-        sc.EXCEPTION_MESSAGE: scrub(str(exc)),
+        sc.EXCEPTION_MESSAGE: scrub(safe_str(exc)),
         sc.EXCEPTION_STACKTRACE: scrub("".join(traceback.format_exception(exc))),
         sc.ERROR_CATEGORY: verdict.category,
         sc.ERROR_RETRYABLE: verdict.retryable,
@@ -136,10 +173,27 @@ def exception_attributes(exc: BaseException) -> dict[str, Any]:
     }
 
 
+# The exception's own line in a rendered traceback: its type at the start of a line,
+# after the last frame (a message may run over several lines after it).
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]{0,255})(?::[ ]|:?$)", re.MULTILINE)
+_LAST_FRAME = '\n  File "'
+
+
 def text_exception_attributes(stacktrace: str) -> dict[str, Any]:
-    """Exception details from a rendered traceback alone (no exception object at hand)."""
-    last = stacktrace.rstrip().rsplit("\n", 1)[-1]
-    kind, _, message = last.partition(": ")
+    """Exception details from a rendered traceback alone (no exception object at hand).
+
+    Only the end of the text is read for the type and message (the scrubber and the
+    fingerprint have their own caps): the first unindented line after the last frame
+    that starts with a dotted name is the exception; the rest of the text its message.
+    """
+    tail = stacktrace[-MAX_STACKTRACE_READ:]
+    frame = tail.rfind(_LAST_FRAME)
+    after = tail.find("\n", frame + 1) if frame >= 0 else 0  # the frame line's end
+    found = _EXCEPTION_LINE.search(tail, max(after, 0))
+    if found is None:
+        kind, message = "_OTHER", tail.rstrip().rsplit("\n", 1)[-1]
+    else:
+        kind, message = found.group(1), tail[found.end() :].rstrip("\n")
     verdict = CLASSIFIER.classify_strings(kind, message)
     return {
         sc.EXCEPTION_TYPE: kind,
@@ -304,7 +358,39 @@ def _typed_stdlib_attributes(
     return get_attributes
 
 
+def _sdk_attributes(
+    original: Callable[[logging.LogRecord], Any],
+) -> Callable[[logging.LogRecord], Any]:
+    """The same for the SDK's own LoggingHandler (its builder returns attributes only)."""
+
+    def get_attributes(record: logging.LogRecord) -> Any:
+        attributes = dict(original(record) or {})
+        try:
+            attributes = {k: typed(v) for k, v in attributes.items()}
+            exc = exception_of(record.exc_info)
+            if exc is not None:
+                attributes.update(exception_attributes(exc))
+        except Exception:  # noqa: BLE001 - the record still goes out as the SDK built it
+            internal_error("log record attributes")
+        return attributes
+
+    get_attributes.__wrapped__ = original  # type: ignore[attr-defined]
+    return get_attributes
+
+
+def _wrap_sdk_handlers() -> None:
+    # With OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED=true the SDK's LoggingHandler
+    # is the one on the root logger: its exception texts must be scrubbed too.
+    from opentelemetry.sdk._logs import LoggingHandler as SdkLoggingHandler
+
+    for handler in logging.getLogger().handlers:
+        current = getattr(handler, "_get_attributes", None)
+        if isinstance(handler, SdkLoggingHandler) and not hasattr(current, "__wrapped__"):
+            handler._get_attributes = _sdk_attributes(current)  # type: ignore[arg-type,assignment,method-assign]
+
+
 def _after_logging_instrumented() -> None:
+    _wrap_sdk_handlers()
     handler = _otel_handler()
     if handler is None:
         return
