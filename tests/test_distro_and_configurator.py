@@ -124,7 +124,7 @@ class TestResource:
         [
             (["app.py"], "app"),
             (["/srv/billing/__main__.py"], "billing"),
-            (["/venv/bin/gunicorn", "app:wsgi"], "gunicorn"),
+            (["/venv/bin/gunicorn", "app:wsgi"], "app"),
             (["-c"], "unknown_service:python"),
             ([], "unknown_service:python"),
         ],

@@ -23,6 +23,7 @@ CASES: dict[str, tuple[str, Any, str]] = {
     "OTEL_EXCELLENCE_DB_STATEMENT": ("RAW", "raw", "redact"),
     "OTEL_EXCELLENCE_ERROR_RULES": ("myapp.errors:RULES", "myapp.errors:RULES", ""),
     "OTEL_EXCELLENCE_BAGGAGE_KEYS": ("request.id, tenant.id", ("request.id", "tenant.id"), ""),
+    "OTEL_EXCELLENCE_DEV": ("TRUE", True, "maybe"),
 }
 
 

@@ -17,6 +17,7 @@ from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr
 from opentelemetry.util._importlib_metadata import EntryPoint, entry_points
 
 from otel_excellence._config.instrumentations import UNSUPPORTED, instrumentation_statuses
+from otel_excellence._config.settings import DEV
 from otel_excellence._diagnostics import internal_error, logger, warn_once
 
 DISTRO_NAME = "otel_excellence"
@@ -45,6 +46,12 @@ _EXPORTER_VARIABLES = {
     "metrics": "OTEL_METRICS_EXPORTER",
     "logs": "OTEL_LOGS_EXPORTER",
 }
+DEV_EXPORTER = "devconsole"
+# Dev mode: trees print promptly instead of every 5 s (spans) or 1 s (log records).
+_DEV_DEFAULTS: Mapping[str, str] = {
+    "OTEL_BSP_SCHEDULE_DELAY": "200",
+    "OTEL_BLRP_SCHEDULE_DELAY": "200",
+}
 # Instrumentor hooks registered by other modules: name -> fn(instrumentor kwargs).
 _INSTRUMENT_KWARGS: dict[str, Callable[[], Mapping[str, Any]]] = {}
 _AFTER_INSTRUMENT: dict[str, Callable[[], None]] = {}
@@ -67,13 +74,43 @@ def register_instrumentor_hooks(
         _AFTER_INSTRUMENT[name] = after
 
 
-def apply_defaults(environ: MutableMapping[str, str]) -> None:
+def dev_mode(environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None) -> bool:
+    """Whether ``OTEL_EXCELLENCE_DEV`` (or ``configure(dev=...)``) asks for dev mode."""
+    if overrides and DEV.field in overrides:
+        return bool(DEV.coerce(overrides[DEV.field]))
+    return bool(DEV.read(environ))
+
+
+def apply_defaults(
+    environ: MutableMapping[str, str], overrides: Mapping[str, Any] | None = None
+) -> None:
     """Set our defaults where the user has not, and repair unusable values."""
+    if dev_mode(environ, overrides):
+        _apply_dev_mode(environ)
     _infer_protocol(environ)
     for key, value in DEFAULTS.items():
         environ.setdefault(key, value)
     _repair_protocols(environ)
     _repair_exporter_names(environ)
+
+
+def _apply_dev_mode(environ: MutableMapping[str, str]) -> None:
+    # Dev mode is one switch for "nothing leaves this machine": it wins over exporter
+    # variables set elsewhere (a shell profile, a .env file), and says so once.
+    for variable in _EXPORTER_VARIABLES.values():
+        value = environ.get(variable, "").strip()
+        if value and value != DEV_EXPORTER:
+            warn_once(
+                ("dev-exporter", variable, value),
+                "%s=true keeps telemetry on this machine: %s=%r is ignored, using %s",
+                DEV.env,
+                variable,
+                value,
+                DEV_EXPORTER,
+            )
+        environ[variable] = DEV_EXPORTER
+    for key, value in _DEV_DEFAULTS.items():
+        environ.setdefault(key, value)
 
 
 def _infer_protocol(environ: MutableMapping[str, str]) -> None:
@@ -164,7 +201,7 @@ class OtelExcellenceDistro(BaseDistro):  # type: ignore[misc]  # BaseDistro is u
 
     def _configure(self, **kwargs: Any) -> None:
         try:
-            apply_defaults(os.environ)
+            apply_defaults(os.environ, kwargs.get("overrides"))
             warn_about_other_distros()
             warn_about_unsupported_libraries()
         except Exception:  # noqa: BLE001 - configuration never raises into the application

@@ -229,6 +229,16 @@ BAGGAGE_KEYS = _declare(
     "W3C baggage keys (e.g. `request.id,tenant.id`) copied onto every span and log record "
     "started under that baggage, as attributes of the same name.",
 )
+DEV = _declare(
+    "dev",
+    boolean(),
+    False,
+    "Dev mode: all three signals stay on this machine. Traces print as trees on stdout "
+    "with each log record under its span, and at exit a metrics summary and the "
+    "findings (N+1 and slow statements by route, errors, cache hits); nothing is sent "
+    "over the network. Sets `OTEL_TRACES_EXPORTER`, `OTEL_METRICS_EXPORTER` and "
+    "`OTEL_LOGS_EXPORTER` to `devconsole` (a different value there gets one warning).",
+)
 LOG_LEVEL = _declare(
     "log_level",
     log_level(),
@@ -255,6 +265,7 @@ class Settings:
     db_statement: str = DB_STATEMENT.default
     error_rules: str = ERROR_RULES.default
     baggage_keys: tuple[str, ...] = BAGGAGE_KEYS.default
+    dev: bool = DEV.default
     log_level: str = LOG_LEVEL.default
 
     @classmethod
