@@ -38,8 +38,8 @@ _APP_OPTION_RUNNERS = frozenset({"celery", "flask"})
 # end of a dotted path while something is left (``billing.wsgi`` -> ``billing``).
 _GENERIC_MODULES = frozenset({"wsgi", "asgi", "app", "application", "main", "server", "api"})
 # Scripts whose name says nothing about the project they run (Django's manage.py):
-# the directory they are in names it.
-_GENERIC_SCRIPTS = frozenset({"manage", "main", "run", "app", "server", "wsgi", "asgi"})
+# the directory they are in names it. (``python app.py`` stays ``app``, as documented.)
+_GENERIC_SCRIPTS = frozenset({"manage"})
 _APP_STRING = re.compile(r"^([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*):[A-Za-z_]")
 _UNKNOWN = "unknown_service:python"
 
