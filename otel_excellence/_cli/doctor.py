@@ -310,24 +310,37 @@ def _grpc_export(t: Target, request: Any) -> tuple[str | None, str]:
         channel.close()
 
 
-def _http_export(t: Target, payload: bytes) -> tuple[int | None, str]:
-    """(HTTP status or None when no HTTP answer came, details); with requests, the
-    library the HTTP exporter sends with, and the same verify/cert arguments."""
+def _http_session(environ: Mapping[str, str], signal: str) -> Any:
+    """The session the HTTP exporter would send with: from the credential-provider
+    entry point named in the environment (as the distro sets it for a CA file), else a
+    plain ``requests.Session``."""
+    import requests
+    from opentelemetry.util._importlib_metadata import entry_points
+
+    name = environ.get("OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER") or environ.get(
+        f"OTEL_PYTHON_EXPORTER_OTLP_HTTP_{signal.upper()}_CREDENTIAL_PROVIDER"
+    )
+    if name:
+        for entry_point in entry_points(group="opentelemetry_otlp_credential_provider", name=name):
+            session = entry_point.load()()
+            if isinstance(session, requests.Session):
+                return session
+    return requests.Session()
+
+
+def _http_export(t: Target, payload: bytes, environ: Mapping[str, str]) -> tuple[int | None, str]:
+    """(HTTP status or None when no HTTP answer came, details); sent exactly as the HTTP
+    exporter's transport sends: a session with ``verify``/``cert`` set on it (so that
+    REQUESTS_CA_BUNDLE has the same say here as there)."""
     import requests
 
-    cert: str | tuple[str, str] | None = None
+    session = _http_session(environ, t.signal)
+    session.verify = t.ca_file or True
     if t.client_cert:
-        cert = (t.client_cert, t.client_key) if t.client_key else t.client_cert
+        session.cert = (t.client_cert, t.client_key) if t.client_key else t.client_cert
     headers = {"Content-Type": "application/x-protobuf", **t.headers}
     try:
-        response = requests.post(
-            t.url,
-            data=payload,
-            headers=headers,
-            verify=t.ca_file or True,
-            cert=cert,
-            timeout=TIMEOUT_S,
-        )
+        response = session.post(t.url, data=payload, headers=headers, timeout=TIMEOUT_S)
         return response.status_code, response.reason or ""
     except requests.exceptions.SSLError as error:
         return None, f"ssl: {error}"
@@ -335,6 +348,8 @@ def _http_export(t: Target, payload: bytes) -> tuple[int | None, str]:
         return None, "timeout"
     except (OSError, requests.exceptions.RequestException) as error:
         return None, f"{type(error).__name__}: {error}"
+    finally:
+        session.close()
 
 
 # -- what is at the other end -----------------------------------------------------------
@@ -613,8 +628,10 @@ def _probe_grpc(t: Target, request: Any) -> Diagnosis:  # noqa: PLR0911 - one re
     return Diagnosis(OTHER, f"gRPC export failed: {status} {details}")
 
 
-def _probe_http(t: Target, request: Any) -> Diagnosis:  # noqa: PLR0911 - one return per verdict
-    status, details = _http_export(t, bytes(request.SerializeToString()))
+def _probe_http(  # noqa: PLR0911 - one return per verdict
+    t: Target, request: Any, environ: Mapping[str, str]
+) -> Diagnosis:
+    status, details = _http_export(t, bytes(request.SerializeToString()), environ)
     if status is not None and 200 <= status < 300:
         return _accepted(t, "OTLP/HTTP")
     if status in {401, 403}:
@@ -648,14 +665,16 @@ def _probe_http(t: Target, request: Any) -> Diagnosis:  # noqa: PLR0911 - one re
     return Diagnosis(OTHER, f"HTTP export failed: {details}")
 
 
-def probe(t: Target, service: str) -> Diagnosis:
+def probe(t: Target, service: str, environ: Mapping[str, str]) -> Diagnosis:
     """Send one request as ``t``'s exporter would and name what happened."""
     problem = _file_problem(t) if t.tls else None
     problem = problem or _connect(t.host, t.port, t.names["endpoint"])
     if problem is not None:
         return problem
     request = _request(t.signal, service)
-    return _probe_grpc(t, request) if t.protocol == "grpc" else _probe_http(t, request)
+    if t.protocol == "grpc":
+        return _probe_grpc(t, request)
+    return _probe_http(t, request, environ)
 
 
 @dataclass(frozen=True)
@@ -749,7 +768,9 @@ def _route(
     # next signal would wait for the same answer); after a success each signal's own
     # service is checked, since a receiver may serve traces and not logs.
     earlier = probed.get(t.key())
-    diagnosis = earlier if earlier is not None and not earlier.healthy else probe(t, service)
+    diagnosis = (
+        earlier if earlier is not None and not earlier.healthy else probe(t, service, environ)
+    )
     probed[t.key()] = diagnosis
     return Route(signal, name, describe_target(t), diagnosis, t)
 

@@ -19,6 +19,7 @@ from opentelemetry.util._importlib_metadata import EntryPoint, entry_points
 from otel_excellence._config.instrumentations import UNSUPPORTED, instrumentation_statuses
 from otel_excellence._config.settings import DEV
 from otel_excellence._diagnostics import internal_error, logger, warn_once
+from otel_excellence._export.tls import CREDENTIAL_PROVIDER
 
 DISTRO_NAME = "otel_excellence"
 
@@ -92,6 +93,7 @@ def apply_defaults(
         environ.setdefault(key, value)
     _repair_protocols(environ)
     _repair_exporter_names(environ)
+    _respect_ca_file(environ)
 
 
 def _apply_dev_mode(environ: MutableMapping[str, str]) -> None:
@@ -166,6 +168,26 @@ def _repair_exporter_names(environ: MutableMapping[str, str]) -> None:
             ",".join(kept) or "none",
         )
         environ[variable] = ",".join(kept) or "none"
+
+
+_HTTP_CREDENTIAL_PROVIDERS = (
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER",
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER",
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_METRICS_CREDENTIAL_PROVIDER",
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_LOGS_CREDENTIAL_PROVIDER",
+)
+
+
+def _respect_ca_file(environ: MutableMapping[str, str]) -> None:
+    # With a CA file configured, the HTTP exporters get a session that honours it even
+    # where REQUESTS_CA_BUNDLE is set (see _export/tls.py). Only if the user chose no
+    # session of their own: the general variable would override a per-signal one.
+    has_ca = any(
+        environ.get(f"OTEL_EXPORTER_OTLP{signal}_CERTIFICATE")
+        for signal in ("", "_TRACES", "_METRICS", "_LOGS")
+    )
+    if has_ca and not any(environ.get(name) for name in _HTTP_CREDENTIAL_PROVIDERS):
+        environ[_HTTP_CREDENTIAL_PROVIDERS[0]] = CREDENTIAL_PROVIDER
 
 
 def warn_about_other_distros() -> None:
