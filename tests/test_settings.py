@@ -84,6 +84,18 @@ class TestResolutionOrder:
         assert settings.shutdown_timeout_ms == 3000
         assert "'soon'" in warnings_seen.text
 
+    def test_bad_argument_warning_names_the_argument_not_the_variable(
+        self, warnings_seen: pytest.LogCaptureFixture
+    ) -> None:
+        """configure(slow_db_threshold_ms='abc'): the user wrote an argument, not a
+        variable; the one warning names what they wrote."""
+        settings = Settings.load({}, overrides={"slow_db_threshold_ms": "abc"})
+        assert settings.slow_db_threshold_ms == 500
+        messages = [r.getMessage() for r in warnings_seen.records]
+        assert len(messages) == 1
+        assert "configure() argument slow_db_threshold_ms='abc' is not an integer" in messages[0]
+        assert "OTEL_EXCELLENCE_SLOW_DB_THRESHOLD_MS" not in messages[0]
+
     def test_unknown_argument_is_named(self, warnings_seen: pytest.LogCaptureFixture) -> None:
         Settings.load({}, overrides={"shutdown_timout_ms": 5})
         assert "shutdown_timout_ms" in warnings_seen.text

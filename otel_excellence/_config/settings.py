@@ -138,16 +138,20 @@ class Setting(Generic[T]):
             return self.default
         return self.coerce(raw)
 
-    def coerce(self, raw: object) -> T:
-        """Parse a text (or already typed) value; bad ones warn and give the default."""
+    def coerce(self, raw: object, name: str | None = None) -> T:
+        """Parse a text (or already typed) value; bad ones warn and give the default.
+
+        ``name`` is what the warning calls the value: the variable by default, the
+        keyword argument when the value came from ``configure()``.
+        """
         try:
             if isinstance(raw, str):
                 return self.parser.parse(raw)
             return self.parser.parse(self.parser.render(raw))  # type: ignore[arg-type]
         except (ValueError, TypeError):
-            error = ConfigurationError(self.env, raw, self.parser.expected)
+            error = ConfigurationError(name or self.env, raw, self.parser.expected)
             warn_once(
-                ("setting", self.env, repr(raw)),
+                ("setting", name or self.env, repr(raw)),
                 "%s; using the default %s",
                 error,
                 self.parser.render(self.default) or '""',
@@ -278,7 +282,9 @@ class Settings:
         values: dict[str, Any] = {}
         for setting in _REGISTRY:
             if setting.field in overrides:
-                values[setting.field] = setting.coerce(overrides.pop(setting.field))
+                values[setting.field] = setting.coerce(
+                    overrides.pop(setting.field), name=f"configure() argument {setting.field}"
+                )
             else:
                 values[setting.field] = setting.read(env)
         for unknown in sorted(overrides):
