@@ -49,8 +49,6 @@ _MAX_LOGS_PER_TRACE = 200
 _LOG_WIDTH = 160
 _MAX_SERIES_SHOWN = 8  # per metric in the exit summary
 _LOG_FLUSH_TIMEOUT_MS = 1000
-# The lead's issue-9 contract: the span the repeated statements ran directly under.
-_N_PLUS_ONE_PARENT = sc.N_PLUS_ONE + ".parent"
 
 
 @dataclass(frozen=True)
@@ -257,7 +255,7 @@ def _n_plus_one_patterns(span: ReadableSpan) -> list[tuple[str, int, str]]:
                 (
                     str(attributes.get(sc.N_PLUS_ONE_STATEMENT, "")),
                     int(attributes.get(sc.N_PLUS_ONE_COUNT, 0)),  # type: ignore[arg-type]
-                    str(attributes.get(_N_PLUS_ONE_PARENT, "")),
+                    str(attributes.get(sc.N_PLUS_ONE_PARENT, "")),
                 )
             )
     attributes = dict(span.attributes or {})
@@ -266,7 +264,7 @@ def _n_plus_one_patterns(span: ReadableSpan) -> list[tuple[str, int, str]]:
             (
                 str(attributes.get(sc.N_PLUS_ONE_STATEMENT, "")),
                 int(attributes.get(sc.N_PLUS_ONE_COUNT, 0)),  # type: ignore[arg-type]
-                str(attributes.get(_N_PLUS_ONE_PARENT, "") or span.name),
+                str(attributes.get(sc.N_PLUS_ONE_PARENT, "") or span.name),
             )
         )
     return patterns
