@@ -27,7 +27,7 @@ def configure(**settings: Any) -> bool:
         from otel_excellence._config.distro import OtelExcellenceDistro
 
         distro = OtelExcellenceDistro()
-        distro.configure()
+        distro.configure(overrides=settings)
         if not configure_sdk(overrides=settings):
             return False
         _load_instrumentors(distro)  # type: ignore[no-untyped-call]

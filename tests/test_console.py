@@ -99,7 +99,7 @@ def test_findings_summary_is_computed_from_the_spans_at_shutdown() -> None:
     assert (
         "GET /orders: SELECT * FROM items WHERE id = ? ran 3× per request (2 request(s))" in summary
     )
-    assert "SELECT sum(x) FROM big  (2 call(s))" in summary
+    assert "SELECT sum(x) FROM big  (2 call(s) in GET /orders)" in summary
     assert "timeout: 2" in summary
     assert "Cache hit ratio: 100% (2 hits, 0 misses)" in summary
 

@@ -124,7 +124,7 @@ class TestResource:
         [
             (["app.py"], "app"),
             (["/srv/billing/__main__.py"], "billing"),
-            (["/venv/bin/gunicorn", "app:wsgi"], "gunicorn"),
+            (["/venv/bin/gunicorn", "app:wsgi"], "app"),
             (["-c"], "unknown_service:python"),
             ([], "unknown_service:python"),
         ],
@@ -326,4 +326,6 @@ class TestConfigureFromCode:
         )
         assert result.returncode == 0, result.stderr
         assert "still running" in result.stdout
-        assert "OTEL_EXCELLENCE_SHUTDOWN_TIMEOUT_MS='later'" in result.stderr
+        # The user wrote an argument: the warning names it (issue 14), once.
+        assert "configure() argument shutdown_timeout_ms='later'" in result.stderr
+        assert result.stderr.count("WARNING") == 1

@@ -23,6 +23,7 @@ CASES: dict[str, tuple[str, Any, str]] = {
     "OTEL_EXCELLENCE_DB_STATEMENT": ("RAW", "raw", "redact"),
     "OTEL_EXCELLENCE_ERROR_RULES": ("myapp.errors:RULES", "myapp.errors:RULES", ""),
     "OTEL_EXCELLENCE_BAGGAGE_KEYS": ("request.id, tenant.id", ("request.id", "tenant.id"), ""),
+    "OTEL_EXCELLENCE_DEV": ("TRUE", True, "maybe"),
 }
 
 
@@ -82,6 +83,18 @@ class TestResolutionOrder:
         settings = Settings.load({}, overrides={"shutdown_timeout_ms": "soon"})
         assert settings.shutdown_timeout_ms == 3000
         assert "'soon'" in warnings_seen.text
+
+    def test_bad_argument_warning_names_the_argument_not_the_variable(
+        self, warnings_seen: pytest.LogCaptureFixture
+    ) -> None:
+        """configure(slow_db_threshold_ms='abc'): the user wrote an argument, not a
+        variable; the one warning names what they wrote."""
+        settings = Settings.load({}, overrides={"slow_db_threshold_ms": "abc"})
+        assert settings.slow_db_threshold_ms == 500
+        messages = [r.getMessage() for r in warnings_seen.records]
+        assert len(messages) == 1
+        assert "configure() argument slow_db_threshold_ms='abc' is not an integer" in messages[0]
+        assert "OTEL_EXCELLENCE_SLOW_DB_THRESHOLD_MS" not in messages[0]
 
     def test_unknown_argument_is_named(self, warnings_seen: pytest.LogCaptureFixture) -> None:
         Settings.load({}, overrides={"shutdown_timout_ms": 5})

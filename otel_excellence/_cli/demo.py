@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -32,6 +33,38 @@ def demo_environment(environ: dict[str, str]) -> tuple[dict[str, str], str]:
     return env, f"OTLP at {endpoint or 'the default endpoint'}"
 
 
+def where_to_look(environ: dict[str, str], endpoint: str | None) -> list[str]:
+    """Where the demo's telemetry can be seen, for the banner at the end.
+
+    ``make stack`` writes its addresses to ``.stack/stack.json`` (``STACK_DIR``); when
+    the demo exported to that stack, the lines name its Prometheus and files.
+    """
+    if endpoint is None:
+        return []
+    state = Path(environ.get("STACK_DIR") or ".stack") / "stack.json"
+    try:
+        stack = json.loads(state.read_text())
+    except (OSError, ValueError):
+        stack = None
+    if isinstance(stack, dict) and endpoint.rstrip("/") in {
+        stack.get("otlp_grpc"),
+        stack.get("otlp_http"),
+    }:
+        prometheus = stack.get("prometheus")
+        return [
+            "Where to look (make stack):",
+            f"  metrics  {prometheus}/graph?g0.expr=otel_excellence_db_n_plus_one_total"
+            "  (also otel_excellence_errors_total, traces_span_metrics_calls_total)",
+            f"  traces   {stack.get('traces')}  (kept by the gateway's tail sampling)",
+            f"  logs     {stack.get('logs')}",
+        ]
+    return [
+        f"Where to look: the backend behind {endpoint}. With `docker compose up`, Grafana "
+        "at http://localhost:3000; with `make stack`, Prometheus at http://127.0.0.1:9090 "
+        "and traces and logs in .stack/traces.jsonl and .stack/logs.jsonl.",
+    ]
+
+
 def _instrument_command() -> str:
     beside = Path(sys.executable).parent / "opentelemetry-instrument"
     return str(beside) if beside.exists() else (shutil.which("opentelemetry-instrument") or "")
@@ -55,10 +88,13 @@ def run_demo() -> int:
     )
     command = [_instrument_command(), sys.executable, "-m", "otel_excellence._cli.demo_app"]
     code = subprocess.call(command, env=env)
+    endpoint = next((env[k] for k in _ENDPOINTS if env.get(k)), None)
+    looking = where_to_look(env, endpoint)
+    if looking:
+        print("\n" + "\n".join(looking), flush=True)
     print(
-        "\nYour own app, the same way:\n"
-        "  OTEL_SERVICE_NAME=my-app OTEL_TRACES_EXPORTER=devconsole "
-        "opentelemetry-instrument python app.py\n"
+        "\nYour own app, the same way (see the README for frameworks):\n"
+        "  OTEL_EXCELLENCE_DEV=true opentelemetry-instrument python app.py\n"
         "(or OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4317 to send it to a Collector)",
         flush=True,
     )

@@ -54,9 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
     doctor = commands.add_parser(
         "doctor",
-        help="show the effective configuration and test the OTLP endpoint with one span",
-        description="Exit codes: 0 healthy, 2 nothing listening, 3 gRPC/HTTP mismatch, "
-        "4 TLS mismatch, 5 credentials rejected, 6 timeout, 7 host not found, 8 other.",
+        help="show the effective configuration and follow each signal to where it goes",
+        description="Exit codes (the first problem, in the order distro, traces, metrics, "
+        "logs): 0 healthy, 2 nothing listening, 3 gRPC/HTTP mismatch, 4 TLS problem, "
+        "5 credentials rejected, 6 timeout, 7 host not found, 8 other, 9 telemetry off, "
+        "10 another distro or configurator runs instead.",
     )
     doctor.set_defaults(handler=_doctor)
     return parser

@@ -17,7 +17,9 @@ from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr
 from opentelemetry.util._importlib_metadata import EntryPoint, entry_points
 
 from otel_excellence._config.instrumentations import UNSUPPORTED, instrumentation_statuses
+from otel_excellence._config.settings import DEV
 from otel_excellence._diagnostics import internal_error, logger, warn_once
+from otel_excellence._export.tls import CREDENTIAL_PROVIDER
 
 DISTRO_NAME = "otel_excellence"
 
@@ -45,6 +47,12 @@ _EXPORTER_VARIABLES = {
     "metrics": "OTEL_METRICS_EXPORTER",
     "logs": "OTEL_LOGS_EXPORTER",
 }
+DEV_EXPORTER = "devconsole"
+# Dev mode: trees print promptly instead of every 5 s (spans) or 1 s (log records).
+_DEV_DEFAULTS: Mapping[str, str] = {
+    "OTEL_BSP_SCHEDULE_DELAY": "200",
+    "OTEL_BLRP_SCHEDULE_DELAY": "200",
+}
 # Instrumentor hooks registered by other modules: name -> fn(instrumentor kwargs).
 _INSTRUMENT_KWARGS: dict[str, Callable[[], Mapping[str, Any]]] = {}
 _AFTER_INSTRUMENT: dict[str, Callable[[], None]] = {}
@@ -67,13 +75,44 @@ def register_instrumentor_hooks(
         _AFTER_INSTRUMENT[name] = after
 
 
-def apply_defaults(environ: MutableMapping[str, str]) -> None:
+def dev_mode(environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None) -> bool:
+    """Whether ``OTEL_EXCELLENCE_DEV`` (or ``configure(dev=...)``) asks for dev mode."""
+    if overrides and DEV.field in overrides:
+        return bool(DEV.coerce(overrides[DEV.field]))
+    return bool(DEV.read(environ))
+
+
+def apply_defaults(
+    environ: MutableMapping[str, str], overrides: Mapping[str, Any] | None = None
+) -> None:
     """Set our defaults where the user has not, and repair unusable values."""
+    if dev_mode(environ, overrides):
+        _apply_dev_mode(environ)
     _infer_protocol(environ)
     for key, value in DEFAULTS.items():
         environ.setdefault(key, value)
     _repair_protocols(environ)
     _repair_exporter_names(environ)
+    _respect_ca_file(environ)
+
+
+def _apply_dev_mode(environ: MutableMapping[str, str]) -> None:
+    # Dev mode is one switch for "nothing leaves this machine": it wins over exporter
+    # variables set elsewhere (a shell profile, a .env file), and says so once.
+    for variable in _EXPORTER_VARIABLES.values():
+        value = environ.get(variable, "").strip()
+        if value and value != DEV_EXPORTER:
+            warn_once(
+                ("dev-exporter", variable, value),
+                "%s=true keeps telemetry on this machine: %s=%r is ignored, using %s",
+                DEV.env,
+                variable,
+                value,
+                DEV_EXPORTER,
+            )
+        environ[variable] = DEV_EXPORTER
+    for key, value in _DEV_DEFAULTS.items():
+        environ.setdefault(key, value)
 
 
 def _infer_protocol(environ: MutableMapping[str, str]) -> None:
@@ -131,6 +170,26 @@ def _repair_exporter_names(environ: MutableMapping[str, str]) -> None:
         environ[variable] = ",".join(kept) or "none"
 
 
+_HTTP_CREDENTIAL_PROVIDERS = (
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER",
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER",
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_METRICS_CREDENTIAL_PROVIDER",
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_LOGS_CREDENTIAL_PROVIDER",
+)
+
+
+def _respect_ca_file(environ: MutableMapping[str, str]) -> None:
+    # With a CA file configured, the HTTP exporters get a session that honours it even
+    # where REQUESTS_CA_BUNDLE is set (see _export/tls.py). Only if the user chose no
+    # session of their own: the general variable would override a per-signal one.
+    has_ca = any(
+        environ.get(f"OTEL_EXPORTER_OTLP{signal}_CERTIFICATE")
+        for signal in ("", "_TRACES", "_METRICS", "_LOGS")
+    )
+    if has_ca and not any(environ.get(name) for name in _HTTP_CREDENTIAL_PROVIDERS):
+        environ[_HTTP_CREDENTIAL_PROVIDERS[0]] = CREDENTIAL_PROVIDER
+
+
 def warn_about_other_distros() -> None:
     """Another distro installed beside ours wins or loses by entry-point order."""
     chosen = os.environ.get("OTEL_PYTHON_DISTRO")
@@ -164,7 +223,7 @@ class OtelExcellenceDistro(BaseDistro):  # type: ignore[misc]  # BaseDistro is u
 
     def _configure(self, **kwargs: Any) -> None:
         try:
-            apply_defaults(os.environ)
+            apply_defaults(os.environ, kwargs.get("overrides"))
             warn_about_other_distros()
             warn_about_unsupported_libraries()
         except Exception:  # noqa: BLE001 - configuration never raises into the application

@@ -138,16 +138,20 @@ class Setting(Generic[T]):
             return self.default
         return self.coerce(raw)
 
-    def coerce(self, raw: object) -> T:
-        """Parse a text (or already typed) value; bad ones warn and give the default."""
+    def coerce(self, raw: object, name: str | None = None) -> T:
+        """Parse a text (or already typed) value; bad ones warn and give the default.
+
+        ``name`` is what the warning calls the value: the variable by default, the
+        keyword argument when the value came from ``configure()``.
+        """
         try:
             if isinstance(raw, str):
                 return self.parser.parse(raw)
             return self.parser.parse(self.parser.render(raw))  # type: ignore[arg-type]
         except (ValueError, TypeError):
-            error = ConfigurationError(self.env, raw, self.parser.expected)
+            error = ConfigurationError(name or self.env, raw, self.parser.expected)
             warn_once(
-                ("setting", self.env, repr(raw)),
+                ("setting", name or self.env, repr(raw)),
                 "%s; using the default %s",
                 error,
                 self.parser.render(self.default) or '""',
@@ -229,6 +233,16 @@ BAGGAGE_KEYS = _declare(
     "W3C baggage keys (e.g. `request.id,tenant.id`) copied onto every span and log record "
     "started under that baggage, as attributes of the same name.",
 )
+DEV = _declare(
+    "dev",
+    boolean(),
+    False,
+    "Dev mode: all three signals stay on this machine. Traces print as trees on stdout "
+    "with each log record under its span, and at exit a metrics summary and the "
+    "findings (N+1 and slow statements by route, errors, cache hits); nothing is sent "
+    "over the network. Sets `OTEL_TRACES_EXPORTER`, `OTEL_METRICS_EXPORTER` and "
+    "`OTEL_LOGS_EXPORTER` to `devconsole` (a different value there gets one warning).",
+)
 LOG_LEVEL = _declare(
     "log_level",
     log_level(),
@@ -255,6 +269,7 @@ class Settings:
     db_statement: str = DB_STATEMENT.default
     error_rules: str = ERROR_RULES.default
     baggage_keys: tuple[str, ...] = BAGGAGE_KEYS.default
+    dev: bool = DEV.default
     log_level: str = LOG_LEVEL.default
 
     @classmethod
@@ -267,7 +282,9 @@ class Settings:
         values: dict[str, Any] = {}
         for setting in _REGISTRY:
             if setting.field in overrides:
-                values[setting.field] = setting.coerce(overrides.pop(setting.field))
+                values[setting.field] = setting.coerce(
+                    overrides.pop(setting.field), name=f"configure() argument {setting.field}"
+                )
             else:
                 values[setting.field] = setting.read(env)
         for unknown in sorted(overrides):

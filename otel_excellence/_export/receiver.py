@@ -1,20 +1,26 @@
-"""A minimal OTLP receiver (gRPC and HTTP/protobuf) on loopback.
+"""A minimal OTLP receiver (gRPC and HTTP/protobuf) on loopback, plain, TLS or mTLS.
 
 It stands in for Tempo and Loki in ``make stack`` (writing what it receives as JSON
 lines) and in the test suite (keeping it in memory). Why our own: the Collector is the
 real receiver everywhere else; this is the far end a developer can read without
-running Tempo and Loki.
+running Tempo and Loki. TLS settings mirror the Collector's receiver (`cert_file`,
+`key_file`, `client_ca_file`): with a client CA, clients must present a certificate
+signed by it, on both protocols.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import socket
 import ssl
 import threading
 import zlib
 from collections.abc import Callable
 from concurrent import futures
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -47,6 +53,55 @@ _ROUTES: dict[str, tuple[str, Any, Any]] = {
 }
 
 
+_HANDSHAKE_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """The receiver's certificate and key, and the CA its clients' certificates need."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None  # set: mutual TLS, a client certificate is required
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert_file, self.key_file)
+        if self.client_ca_file:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(self.client_ca_file)
+        return context
+
+    def grpc_credentials(self) -> Any:
+        key, cert = Path(self.key_file).read_bytes(), Path(self.cert_file).read_bytes()
+        ca = Path(self.client_ca_file).read_bytes() if self.client_ca_file else None
+        return grpc.ssl_server_credentials(
+            [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+        )
+
+
+class _TlsHttpServer(ThreadingHTTPServer):
+    """HTTPS whose handshake runs in the request's own thread: a client that connects
+    and stays silent (or speaks plain HTTP) cannot hold up the accept loop."""
+
+    def __init__(self, address: tuple[str, int], handler: Any, context: ssl.SSLContext) -> None:
+        self._context = context
+        super().__init__(address, handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(_HANDSHAKE_TIMEOUT_S)
+        try:
+            wrapped = self._context.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError):
+            return  # refused at the handshake: plain text, no or a wrong client cert
+        try:
+            super().finish_request(wrapped, client_address)
+        finally:
+            with contextlib.suppress(OSError):
+                wrapped.shutdown(socket.SHUT_RDWR)
+            wrapped.close()
+
+
 class OtlpReceiver:
     """Receives OTLP on ``127.0.0.1``; ``reject`` = (HTTP status, gRPC code) refuses all."""
 
@@ -55,12 +110,12 @@ class OtlpReceiver:
         on_request: OnRequest,
         grpc_port: int,
         http_port: int,
-        tls: ssl.SSLContext | None = None,
+        tls: ServerTls | None = None,
     ) -> None:
         self._on_request = on_request
         self.grpc_port = grpc_port
         self.http_port = http_port
-        self._tls = tls  # OTLP/HTTP over TLS with this server context
+        self.tls = tls  # both protocols over TLS (mTLS with a client CA)
         self.reject: tuple[int, grpc.StatusCode] | None = None
         self._grpc_server: Any = None
         self._http_server: ThreadingHTTPServer | None = None
@@ -105,7 +160,11 @@ class OtlpReceiver:
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Trace(), server)  # type: ignore[no-untyped-call]
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), server)  # type: ignore[no-untyped-call]
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), server)  # type: ignore[no-untyped-call]
-        server.add_insecure_port(f"127.0.0.1:{self.grpc_port}")
+        address = f"127.0.0.1:{self.grpc_port}"
+        if self.tls is not None:
+            server.add_secure_port(address, self.tls.grpc_credentials())
+        else:
+            server.add_insecure_port(address)
         server.start()
         self._grpc_server = server
 
@@ -145,9 +204,12 @@ class OtlpReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        server = ThreadingHTTPServer(("127.0.0.1", self.http_port), Handler)
+        address = ("127.0.0.1", self.http_port)
+        server = (
+            _TlsHttpServer(address, Handler, self.tls.ssl_context())
+            if self.tls is not None
+            else ThreadingHTTPServer(address, Handler)
+        )
         server.daemon_threads = True
-        if self._tls is not None:
-            server.socket = self._tls.wrap_socket(server.socket, server_side=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self._http_server = server

@@ -24,6 +24,7 @@ class Collector:
 
     config: str
     env: dict[str, str]
+    overlays: list[str] = field(default_factory=list)  # more configs merged over ``config``
     grpc_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     health_port: int = field(default_factory=free_port)
@@ -58,8 +59,13 @@ class Collector:
     def start(self) -> Collector:
         self.log_path = self.log_path or os.path.join(self.storage, "collector.log")
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        configs = [
+            arg
+            for name in (self.config, *self.overlays)
+            for arg in ("--config", str(CONFIGS / name))
+        ]
         self.process = subprocess.Popen(
-            [collector_binary(), "--config", str(CONFIGS / self.config)],
+            [collector_binary(), *configs],
             env=self.full_env(),
             stdout=log,
             stderr=log,

@@ -9,7 +9,6 @@ one ``make stack`` runs).
 
 from __future__ import annotations
 
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -22,7 +21,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from otel_excellence._export.receiver import OtlpReceiver
+from otel_excellence._export.receiver import OtlpReceiver, ServerTls
 from tests.support.ports import free_port
 
 
@@ -90,7 +89,7 @@ class OtlpSink:
         self,
         grpc_port: int | None = None,
         http_port: int | None = None,
-        tls: ssl.SSLContext | None = None,
+        tls: ServerTls | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self.trace_requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
@@ -119,12 +118,17 @@ class OtlpSink:
         self._receiver.reject = value
 
     @property
+    def scheme(self) -> str:
+        """What the exporters need in the endpoint: https for a TLS receiver."""
+        return "https" if self._receiver.tls is not None else "http"
+
+    @property
     def grpc_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.grpc_port}"
+        return f"{self.scheme}://127.0.0.1:{self.grpc_port}"
 
     @property
     def http_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{self.scheme}://127.0.0.1:{self.http_port}"
 
     def start(self) -> OtlpSink:
         self._receiver.start()
