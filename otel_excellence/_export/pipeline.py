@@ -58,6 +58,7 @@ class SpanChanges:
             self.attributes
             or self.removed
             or self.status
+            or self.name
             or self.events is not None
             or self.added_events
         )
@@ -105,6 +106,8 @@ def edit_in_place(span: Span, changes: SpanChanges) -> None:
                 inner.pop(key, None)
             for key, value in changes.attributes.items():
                 inner[key] = _truncated(value, limit)
+    if changes.name is not None:
+        span._name = changes.name
     if changes.status is not None:
         span._status = changes.status
     if changes.events is not None or changes.added_events:

@@ -47,7 +47,13 @@ from otel_excellence._findings.fingerprint import (
 )
 from otel_excellence._findings.hooks import parameters_hash
 from otel_excellence._findings.n_plus_one import RootFindings
-from otel_excellence._findings.sql import sanitize_statement, scrub_credentials, scrub_error_text
+from otel_excellence._findings.sql import (
+    SQL_OPERATIONS,
+    operation_name,
+    sanitize_statement,
+    scrub_credentials,
+    scrub_error_text,
+)
 
 # Semantic-convention buckets for db.client.operation.duration (seconds).
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
@@ -134,87 +140,40 @@ _STATEMENT_KEYS = {
 }
 
 
-# The operations a sanitized SQL statement can start with. Anything else (a comment the
-# sanitizer kept, an unknown verb) is OTHER: a metric label must never carry user text.
-_SQL_VERBS = frozenset(
-    [
-        "SELECT",
-        "INSERT",
-        "UPDATE",
-        "DELETE",
-        "MERGE",
-        "UPSERT",
-        "REPLACE",
-        "WITH",
-        "VALUES",
-        "TABLE",
-        "CREATE",
-        "ALTER",
-        "DROP",
-        "TRUNCATE",
-        "RENAME",
-        "COMMENT",
-        "BEGIN",
-        "START",
-        "COMMIT",
-        "END",
-        "ROLLBACK",
-        "SAVEPOINT",
-        "RELEASE",
-        "SET",
-        "RESET",
-        "SHOW",
-        "DESCRIBE",
-        "DESC",
-        "EXPLAIN",
-        "ANALYZE",
-        "VACUUM",
-        "REINDEX",
-        "CLUSTER",
-        "CHECKPOINT",
-        "CALL",
-        "EXEC",
-        "EXECUTE",
-        "DO",
-        "PREPARE",
-        "DEALLOCATE",
-        "DECLARE",
-        "FETCH",
-        "MOVE",
-        "CLOSE",
-        "LISTEN",
-        "NOTIFY",
-        "UNLISTEN",
-        "LOCK",
-        "UNLOCK",
-        "COPY",
-        "LOAD",
-        "GRANT",
-        "REVOKE",
-        "PRAGMA",
-        "ATTACH",
-        "DETACH",
-        "USE",
-        "REFRESH",
-        "DISCARD",
-    ]
-)
-_WORD = re.compile(r"[A-Za-z][A-Za-z_.\-]{0,31}")
+# Database systems whose statements are not SQL: their operation is the command word
+# the instrumentation put first (Redis' own "CMD ? ?"), not a SQL verb.
+_COMMAND_SYSTEMS = frozenset(
+    {"redis", "memcached", "mongodb", "elasticsearch", "opensearch", "cassandra",
+     "couchbase", "couchdb", "dynamodb", "hbase", "neo4j", "geode"}
+)  # fmt: skip
+_COMMAND = re.compile(r"[A-Za-z][A-Za-z_.\-]{0,31}")
 
 
 @functools.lru_cache(maxsize=4096)
 def operation_of(system: str, statement: str | None, span_name: str) -> str:
     """``db.operation.name``: the leading verb of the sanitized statement (or command).
 
-    Redis statements are the instrumentation's own ``CMD ? ?`` form; SQL comes from the
-    sanitized text, so a leading comment or literal can never become a metric label.
+    SQL comes from the sanitized text and a fixed list of verbs (``sql.operation_name``),
+    so a leading comment or literal can never become a metric label.
     """
     source = statement if statement is not None else span_name
-    match = _WORD.match(source.lstrip(" (\t\n"))
-    word = match.group(0).upper() if match else ""
-    if system == "redis":
-        return word or "OTHER"
-    return word if word in _SQL_VERBS else "OTHER"
+    if system in _COMMAND_SYSTEMS:
+        match = _COMMAND.match(source.lstrip())
+        return match.group(0).upper() if match else "OTHER"
+    return operation_name(source)
+
+
+def safe_span_name(name: str, operation: str) -> str | None:
+    """A SQL span's name when it does not start with a SQL verb, else None.
+
+    Instrumentations name spans after the statement's first word (asyncpg, the DB-API
+    ones) or "<first word> <database>" (SQLAlchemy): a statement that starts with a
+    comment would put the comment in the span name. It becomes the operation instead.
+    """
+    first, _, rest = name.partition(" ")
+    if first.upper() in SQL_OPERATIONS:
+        return None
+    return f"{operation} {rest}" if rest else operation
 
 
 @dataclass
@@ -483,6 +442,8 @@ class SpanInsights:
                 if call.statement is not None:
                     normalized = sanitize_statement(call.statement, call.system)
                     self._statement(call, normalized, changes)
+                    if call.system not in _COMMAND_SYSTEMS:
+                        self._name(span, attributes, call, normalized, changes)
                 if self.statement_mode != "raw":
                     changes.removed.update(_parameter_attributes(attributes))
                 connection = attributes.get(sc.CONNECTION_STRING)
@@ -625,6 +586,28 @@ class SpanInsights:
             identity_of(span, call, normalized),
             (parent or root).name,
         )
+
+    def _name(
+        self,
+        span: ReadableSpan,
+        attributes: Mapping[str, Any],
+        call: DbCall,
+        normalized: str,
+        changes: SpanChanges,
+    ) -> None:
+        """Span name and ``db.operation``: never a statement's leading comment."""
+        if self.statement_mode == "raw":
+            return
+        operation = operation_of(call.system, normalized, span.name)
+        name = safe_span_name(span.name, operation)
+        if name is not None:
+            changes.name = name
+        for key in sc.DB_OPERATION:
+            value = attributes.get(key)
+            if isinstance(value, str):
+                renamed = safe_span_name(value, operation)
+                if renamed is not None:
+                    changes.attributes[key] = renamed
 
     def _statement(self, call: DbCall, normalized: str, changes: SpanChanges) -> None:
         if self.statement_mode == "sanitized":
