@@ -173,7 +173,8 @@ class _Exploding:
     def on_start(self, span: object, parent_context: object) -> None:
         return None
 
-    def __call__(self, span: ReadableSpan, changes: SpanChanges) -> None:
+    def __call__(self, span: ReadableSpan, changes: SpanChanges | None) -> SpanChanges | None:
+        assert changes is not None  # runs after _Tagging here
         changes.attributes["half"] = "applied"
         raise RuntimeError("enricher bug")
 
@@ -182,8 +183,10 @@ class _Tagging:
     def on_start(self, span: object, parent_context: object) -> None:
         return None
 
-    def __call__(self, span: ReadableSpan, changes: SpanChanges) -> None:
+    def __call__(self, span: ReadableSpan, changes: SpanChanges | None) -> SpanChanges | None:
+        changes = changes or SpanChanges()
         changes.attributes["tagged"] = "yes"
+        return changes
 
 
 class TestEnrichingProcessor:
@@ -207,7 +210,7 @@ class TestEnrichingProcessor:
     ) -> None:
         """Changes recorded before the failure stay (enrichers protect before they find)."""
         _log.raise_internal_errors = False
-        provider, exporter = self._provider(_Exploding(), _Tagging())
+        provider, exporter = self._provider(_Tagging(), _Exploding())
         tracer = provider.get_tracer("t")
         for _ in range(3):
             with tracer.start_as_current_span("work"):

@@ -15,7 +15,6 @@ minor, check that surface once at import, and fall back to building an enriched 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -65,7 +64,7 @@ class SpanChanges:
 
 
 class SpanEnricher(Protocol):
-    """A configured callable that looks at an ended span and records changes.
+    """A configured callable that looks at an ending span and records changes.
 
     ``on_start`` lets an enricher keep per-span state or set attributes while the span
     is still writable; both must be cheap and are guarded by the processor.
@@ -73,7 +72,10 @@ class SpanEnricher(Protocol):
 
     def on_start(self, span: Span, parent_context: Context | None) -> None: ...
 
-    def __call__(self, span: ReadableSpan, changes: SpanChanges) -> None: ...
+    def __call__(self, span: ReadableSpan, changes: SpanChanges | None) -> SpanChanges | None:
+        """Record changes for ``span`` in ``changes`` (creating it if None) and return
+        it; return ``changes`` as given when there is nothing to change. Add to the
+        object before doing anything that can fail: what was recorded stays."""
 
 
 def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
@@ -171,9 +173,6 @@ class EnrichingSpanProcessor(SpanProcessor):
     def __init__(self, inner: SpanProcessor, enrichers: Sequence[SpanEnricher] = ()) -> None:
         self.inner = inner
         self.enrichers = tuple(enrichers)
-        # Changes that could not be written into an ending span, for on_end to apply to
-        # a copy (on the same thread, inside the same Span.end()).
-        self._unapplied = threading.local()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         for enricher in self.enrichers:
@@ -183,39 +182,39 @@ class EnrichingSpanProcessor(SpanProcessor):
                 internal_error(f"{type(enricher).__name__}.on_start")
         self.inner.on_start(span, parent_context=parent_context)
 
-    def _enrich(self, span: ReadableSpan) -> SpanChanges:
-        changes = SpanChanges()
+    def _enrich(self, span: ReadableSpan) -> SpanChanges | None:
+        changes = None
         for enricher in self.enrichers:
             try:
-                enricher(span, changes)
+                changes = enricher(span, changes)
             except Exception:  # noqa: BLE001 - telemetry must not break the application
                 internal_error(type(enricher).__name__)
-        return changes
+        return changes if changes is not None and changes else None
 
     def _on_ending(self, span: Span) -> None:
         if not EDIT_IN_PLACE:
             return
         changes = self._enrich(span)
-        if changes:
+        attributes: Any = span._attributes
+        if changes is not None:
             try:
                 edit_in_place(span, changes)
             except Exception:  # noqa: BLE001 - the SDK's private surface moved
                 internal_error("editing an ending span")
-                self._unapplied.changes = (span.context, changes)  # a copy in on_end
+                attributes._otel_excellence_enriched = changes  # on_end applies them
+                return
         # The ReadableSpan that on_end receives shares this attributes object: the mark
-        # says it was enriched, without any per-thread lookup on the hot path.
-        span._attributes._otel_excellence_enriched = True  # type: ignore[union-attr]
+        # says it was enriched, with no per-thread lookup on the hot path.
+        attributes._otel_excellence_enriched = True
 
     def on_end(self, span: ReadableSpan) -> None:
-        if getattr(span._attributes, "_otel_excellence_enriched", False):
-            unapplied = getattr(self._unapplied, "changes", None)
-            if unapplied is not None and unapplied[0] is span.context:
-                self._unapplied.changes = None
-                span = rebuild(span, unapplied[1])  # never export what was not scrubbed
+        mark = getattr(span._attributes, "_otel_excellence_enriched", None)
+        if mark is True:
             self.inner.on_end(span)
             return
-        changes = self._enrich(span)
-        self.inner.on_end(rebuild(span, changes) if changes else span)
+        changes = mark if isinstance(mark, SpanChanges) else self._enrich(span)
+        # Never export what could not be scrubbed in place: a copy carries the changes.
+        self.inner.on_end(rebuild(span, changes) if changes is not None else span)
 
     def shutdown(self) -> None:
         self.inner.shutdown()

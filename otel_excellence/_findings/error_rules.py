@@ -51,7 +51,12 @@ RULES: tuple[R, ...] = (
         message=r"UNIQUE constraint|PRIMARY KEY|FOREIGN KEY constraint",
     ),
     R("validation", False, exception="sqlite3.IntegrityError"),
-    R("timeout", True, exception="sqlite3.OperationalError", message=r"database (?:table )?is locked"),
+    R(
+        "timeout",
+        True,
+        exception="sqlite3.OperationalError",
+        message=r"database (?:table )?is locked",
+    ),
     # SQLAlchemy. Its DBAPIError wrappers are classified by `.orig` first (above).
     R("timeout", True, exception="sqlalchemy.exc.TimeoutError"),  # pool checkout
     R("connection", True, exception="sqlalchemy.exc.DisconnectionError"),

@@ -30,6 +30,7 @@ from typing import Any
 from opentelemetry import baggage
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
@@ -400,16 +401,24 @@ class SpanInsights:
     def on_start(self, span: Span, parent_context: Context | None) -> None:
         lineage.note_start(span, parent_context)
 
-    def __call__(self, span: ReadableSpan, changes: SpanChanges) -> None:
+    def __call__(self, span: ReadableSpan, changes: SpanChanges | None) -> SpanChanges | None:
         # The hot path: most spans are neither database calls nor failed nor roots with
         # findings, and are done after a handful of reads (no copies of attributes or
-        # events: the SDK's accessors copy).
+        # events - the SDK's accessors copy - and no SpanChanges).
         attributes = attributes_of(span)
         call = None
-        if span.kind is SpanKind.CLIENT:
+        if span._kind is SpanKind.CLIENT:
             lineage.note_end(span)  # type: ignore[arg-type]
             call = db_call(span, attributes)
-        failed = span.status.status_code is StatusCode.ERROR or bool(len(span._events))
+        events = span._events
+        failed = span._status.status_code is StatusCode.ERROR or bool(
+            events._dq if type(events) is BoundedList else events  # type: ignore[attr-defined]
+        )
+        findings = span.__dict__.get(lineage.FINDINGS)
+        if call is None and not failed and findings is None:
+            return changes
+        if changes is None:
+            changes = SpanChanges()
         normalized = None
         if call is not None or failed:
             # Protection first and on its own: should a finding below fail, the span
@@ -421,11 +430,11 @@ class SpanInsights:
                 self._failed(span, attributes, found, changes)
             if call is not None and call.counted:
                 self._database(span, call, normalized, found, changes)
-            findings = span.__dict__.get(lineage.FINDINGS)
             if findings is not None:
                 self._finish_root(span, attributes, findings, changes)
         except Exception:  # noqa: BLE001 - findings are optional; the span is not
             internal_error("SpanInsights")
+        return changes
 
     def _protect(
         self,
@@ -693,5 +702,5 @@ class BaggageOnSpans:
             if value is not None:
                 span.set_attribute(key, str(value))
 
-    def __call__(self, span: ReadableSpan, changes: SpanChanges) -> None:
-        return None
+    def __call__(self, span: ReadableSpan, changes: SpanChanges | None) -> SpanChanges | None:
+        return changes

@@ -23,6 +23,7 @@ from typing import Any
 
 from opentelemetry.context import Context, get_current
 from opentelemetry.sdk.trace import Span
+from opentelemetry.sdk.trace import _Span as _SdkSpan
 from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation import _SPAN_KEY
 
@@ -35,6 +36,8 @@ PARAMETERS = "_oe_parameters"  # what the call was executed with (from a library
 FINDINGS = "_oe_findings"  # on a local root: its RootFindings (N+1 state)
 HANDLED = "_oe_handled"  # on a local root: the exception a framework handler answered
 _OUTER = "_oe_outer"  # on a SQLAlchemy span: the one in flight when it started (a connect)
+
+_SDK_SPANS = frozenset({_SdkSpan})  # what the SDK's tracer creates
 
 # The SQLAlchemy span executing in this context (statement or pool connect), if any.
 _orm_in_flight: ContextVar[Span | None] = ContextVar("otel_excellence_orm_span", default=None)
@@ -51,14 +54,16 @@ def note_start(span: Span, parent_context: Context | None) -> None:
     # trace.get_current_span(parent_context), without its layers of calls: on_start
     # runs for every span.
     current = (parent_context or get_current()).get(_SPAN_KEY)
-    parent = current if isinstance(current, Span) else None  # remote/absent: not local
+    # A local SDK span (remote and absent parents are not); a type check, not the ABC's
+    # isinstance, which costs more than all the rest here.
+    parent = current if type(current) in _SDK_SPANS else None
     if parent is not None:
         notes = span.__dict__
         notes[PARENT] = parent
         notes[ROOT] = parent.__dict__.get(ROOT, parent)
-    if span.kind is not SpanKind.CLIENT:
+    if span._kind is not SpanKind.CLIENT:
         return
-    scope = span.instrumentation_scope
+    scope = span._instrumentation_scope
     if scope is not None and scope.name == SQLALCHEMY_SCOPE:
         # Statements run while a pool connect is in flight (dialect initialisation)
         # nest inside it; the connect is in flight again once they end.
