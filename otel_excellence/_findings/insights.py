@@ -78,6 +78,7 @@ class DbCall:
     __slots__ = (
         "counted",
         "namespace",
+        "operation",
         "server_address",
         "server_port",
         "statement",
@@ -104,6 +105,7 @@ class DbCall:
         # False for what is not an operation on the database: SQLAlchemy's pool
         # connects, and a driver span that is the inner half of a SQLAlchemy span.
         self.counted = counted
+        self.operation = ""  # db.operation.name, once the statement is read
 
 
 def db_call(span: ReadableSpan, attributes: Mapping[str, Any]) -> DbCall | None:
@@ -164,6 +166,20 @@ def operation_of(system: str, statement: str | None, span_name: str) -> str:
     return operation_name(source)
 
 
+@functools.lru_cache(maxsize=4096)
+def statement_facts(statement: str, system: str, span_name: str) -> tuple[str, str, str | None]:
+    """(normal form, operation, safe span name or None) of a database span's statement.
+
+    Everything derived from the statement text, once per distinct statement and name:
+    the sanitizer's own cache keys on the text too, but one lookup here replaces three.
+    """
+    normalized = sanitize_statement(statement, system)
+    operation = operation_of(system, normalized, span_name)
+    renamed = None if system in _COMMAND_SYSTEMS else safe_span_name(span_name, operation)
+    return normalized, operation, renamed
+
+
+@functools.lru_cache(maxsize=1024)
 def safe_span_name(name: str, operation: str) -> str | None:
     """A SQL span's name when it does not start with a SQL verb, else None.
 
@@ -448,16 +464,7 @@ class SpanInsights:
         normalized = None
         try:
             if call is not None:
-                if call.statement is not None:
-                    normalized = sanitize_statement(call.statement, call.system)
-                    self._statement(call, normalized, changes)
-                    if call.system not in _COMMAND_SYSTEMS:
-                        self._name(span, attributes, call, normalized, changes)
-                if self.statement_mode != "raw":
-                    changes.removed.update(_parameter_attributes(attributes))
-                connection = attributes.get(sc.CONNECTION_STRING)
-                if isinstance(connection, str):
-                    changes.attributes[sc.CONNECTION_STRING] = scrub_credentials(connection)
+                normalized = self._protect_call(span, attributes, call, changes)
             if failed:
                 self._scrub_failure(span, changes)
         except Exception:  # noqa: BLE001 - drop what could not be cleaned, never export it
@@ -468,6 +475,40 @@ class SpanInsights:
                 changes.removed.add(sc.CONNECTION_STRING)
             changes.status = Status(span.status.status_code, None)
             changes.events = [e for e in span.events if e.name != "exception"]
+        return normalized
+
+    def _protect_call(
+        self,
+        span: ReadableSpan,
+        attributes: Mapping[str, Any],
+        call: DbCall,
+        changes: SpanChanges,
+    ) -> str | None:
+        statement = call.statement
+        normalized = None
+        if statement is None:
+            call.operation = operation_of(call.system, None, span.name)
+        else:
+            normalized, call.operation, renamed = statement_facts(statement, call.system, span.name)
+            mode = self.statement_mode
+            if mode == "sanitized":
+                if normalized != statement:
+                    for key in call.statement_keys:
+                        changes.attributes[key] = normalized
+            elif mode == "omit":
+                changes.removed.update(call.statement_keys)
+            if renamed is not None and mode != "raw":
+                self._rename(attributes, call.operation, renamed, changes)
+        if self.statement_mode != "raw":
+            # Bound values some instrumentations can capture; db.query.parameter.<key>
+            # exists only with the stable conventions (db.query.text).
+            if "db.statement.parameters" in attributes:
+                changes.removed.add("db.statement.parameters")
+            if "db.query.text" in attributes:
+                changes.removed.update(_parameter_attributes(attributes))
+        connection = attributes.get(sc.CONNECTION_STRING)
+        if isinstance(connection, str):
+            changes.attributes[sc.CONNECTION_STRING] = scrub_credentials(connection)
         return normalized
 
     def _scrub_failure(self, span: ReadableSpan, changes: SpanChanges) -> None:
@@ -552,8 +593,9 @@ class SpanInsights:
         found: Failure | None,
         changes: SpanChanges,
     ) -> None:
-        seconds = _duration_s(span)
-        operation = operation_of(call.system, normalized, span.name)
+        start, end = span._start_time, span._end_time
+        seconds = max(0, end - start) / 1e9 if start is not None and end is not None else 0.0
+        operation = call.operation
         failed_as = None
         if found is not None:
             failed_as = str(changes.attributes.get(sc.ERROR_TYPE, "_OTHER"))
@@ -596,35 +638,18 @@ class SpanInsights:
             (parent or root).name,
         )
 
-    def _name(
-        self,
-        span: ReadableSpan,
-        attributes: Mapping[str, Any],
-        call: DbCall,
-        normalized: str,
-        changes: SpanChanges,
+    @staticmethod
+    def _rename(
+        attributes: Mapping[str, Any], operation: str, name: str, changes: SpanChanges
     ) -> None:
         """Span name and ``db.operation``: never a statement's leading comment."""
-        if self.statement_mode == "raw":
-            return
-        operation = operation_of(call.system, normalized, span.name)
-        name = safe_span_name(span.name, operation)
-        if name is not None:
-            changes.name = name
+        changes.name = name
         for key in sc.DB_OPERATION:
             value = attributes.get(key)
             if isinstance(value, str):
                 renamed = safe_span_name(value, operation)
                 if renamed is not None:
                     changes.attributes[key] = renamed
-
-    def _statement(self, call: DbCall, normalized: str, changes: SpanChanges) -> None:
-        if self.statement_mode == "sanitized":
-            if normalized != call.statement:
-                for key in call.statement_keys:
-                    changes.attributes[key] = normalized
-        elif self.statement_mode == "omit":
-            changes.removed.update(call.statement_keys)
 
 
 def _db_attributes(
@@ -661,12 +686,6 @@ def _parameter_attributes(attributes: Mapping[str, Any]) -> list[str]:
         for key in attributes
         if key in _PARAMETER_ATTRIBUTES or key.startswith(_PARAMETER_PREFIX)
     ]
-
-
-def _duration_s(span: ReadableSpan) -> float:
-    if span.start_time is None or span.end_time is None:
-        return 0.0
-    return max(0, span.end_time - span.start_time) / 1e9
 
 
 def attribute_names() -> Mapping[str, str]:
