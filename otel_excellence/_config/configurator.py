@@ -39,7 +39,12 @@ from otel_excellence._export.shutdown import ShutdownPlan
 from otel_excellence._findings.error_rules import CLASSIFIER
 from otel_excellence._findings.errors import load_rules
 from otel_excellence._findings.frameworks import install_framework_hooks
-from otel_excellence._findings.hooks import LibraryHooks, hook_asyncpg, hook_dbapi
+from otel_excellence._findings.hooks import (
+    LibraryHooks,
+    hook_aiosqlite,
+    hook_asyncpg,
+    hook_dbapi,
+)
 from otel_excellence._findings.insights import BaggageOnSpans, SpanInsights
 from otel_excellence._findings.sql import scrub_credentials
 from otel_excellence._logs import bridge as _logs
@@ -95,6 +100,7 @@ def _enrichers(settings: Settings, instruments: FastMetrics) -> list[SpanEnriche
     register_instrumentor_hooks("redis", kwargs=hooks.redis_kwargs)
     register_instrumentor_hooks("sqlalchemy", after=hooks.listen_sqlalchemy)
     register_instrumentor_hooks("asyncpg", before=hook_asyncpg)
+    register_instrumentor_hooks("sqlite3", after=hook_aiosqlite)
     hook_dbapi()
     install_framework_hooks()
     enrichers: list[SpanEnricher] = [insights]

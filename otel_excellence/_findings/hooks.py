@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import importlib.util
 import reprlib
 from collections.abc import Callable
 from typing import Any
@@ -231,3 +233,26 @@ def hook_asyncpg() -> None:
     _wrap(AsyncPGInstrumentor, "_do_execute", _with_parameters_async, execute_parameters)
     _wrap(AsyncPGInstrumentor, "_do_prepared_execute", _with_parameters_async, prepared_parameters)
     _wrap(AsyncPGInstrumentor, "_do_cursor_execute", _with_parameters_async, cursor_parameters)
+
+
+def hook_aiosqlite() -> None:
+    """aiosqlite runs each sqlite3 call on the connection's own worker thread, in the
+    context that thread started with: the threading instrumentation gives it the pool's
+    ``connect`` span, so every sqlite3 span of the connection's life lands in that old
+    trace, and neither its request nor the SQLAlchemy span executing it is visible there
+    (the statement would count twice). Each call now runs in a copy of its caller's
+    context, as ``asyncio.to_thread`` does."""
+    if importlib.util.find_spec("aiosqlite") is None:
+        return
+    from aiosqlite.core import Connection
+
+    execute: Any = Connection._execute  # untyped in aiosqlite
+    if getattr(execute, "__otel_excellence__", False):
+        return
+
+    @functools.wraps(execute)
+    async def in_callers_context(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return await execute(self, contextvars.copy_context().run, fn, *args, **kwargs)
+
+    in_callers_context.__otel_excellence__ = True  # type: ignore[attr-defined]
+    Connection._execute = in_callers_context  # type: ignore[method-assign]
