@@ -249,7 +249,9 @@ def test_collector_down_then_up_export_resumes_and_the_loss_was_reported_while_r
             "OTEL_BSP_SCHEDULE_DELAY": "200",
             "OTEL_BLRP_SCHEDULE_DELAY": "200",
             "OTEL_METRIC_EXPORT_INTERVAL": "500",
-            "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+            # Below the exporters' first backoff (0.8-1.2 s): an export to the closed port
+            # fails at once, it is never retried into the time the receiver is up.
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "0.5",
         }
     )
     app = subprocess.Popen(
@@ -264,13 +266,18 @@ def test_collector_down_then_up_export_resumes_and_the_loss_was_reported_while_r
     threading.Thread(target=lambda: stderr.extend(app.stderr or ()), daemon=True).start()
     sink = OtlpSink(grpc_port=port)
     try:
+        # The app runs (instrumentors loaded, spans and logs flowing) and the loss has
+        # been reported while it runs.
+        assert app.stdout is not None
+        assert app.stdout.readline().strip() == "ready", "".join(stderr)
         started = time.monotonic()
         while not any("being lost" in line for line in stderr):
             assert app.poll() is None, "".join(stderr)
             assert time.monotonic() - started < 60, "".join(stderr)
             time.sleep(0.1)
-        # Every signal has had failed exports (1 s timeout each) before the receiver is up.
-        time.sleep(max(0.0, 6 - (time.monotonic() - started)))
+        # Exports run every 200-500 ms and fail at once: a few seconds more and every
+        # signal has failed exports behind it when the receiver comes up.
+        time.sleep(3)
         assert app.poll() is None
         sink.start()
         assert sink.wait_for(lambda: len(sink.spans()) > 50, timeout=60), "".join(stderr)
