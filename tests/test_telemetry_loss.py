@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -116,6 +117,28 @@ class TestLossReporter:
         clock.now += 120
         reporter.check()
         assert len(loss_lines(warnings_seen)) == 1
+
+
+def test_a_forked_child_counts_afresh_and_never_inherits_a_held_lock() -> None:
+    """A counter's lock held by another thread at fork time (an export finishing) must
+    not block the child's request threads; the parent's counts are not the child's."""
+    counter = DeliveryCounter("spans")
+    counter.accept(5)
+    counter._lock.acquire()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit code
+        counter.accept()
+        os._exit(0 if (counter.accepted, counter.undelivered) == (1, 1) else 1)
+    counter._lock.release()
+    deadline = time.monotonic() + 20
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the child blocked on the counter's lock")
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert counter.accepted == 5
 
 
 class StuckExporter(SpanExporter):

@@ -18,8 +18,10 @@ the point where the SDK drops. From those counts come:
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +43,21 @@ QUEUE_FULL = "queue_full"
 REPORT_INTERVAL_S = 60.0
 
 
+# Every counter and reporter, to start afresh in a forked child: a lock held by another
+# thread at fork time would stay locked there forever (and block the request thread),
+# and the parent's counts are not the child's (the batch queues are emptied too).
+_FORK_SAFE: weakref.WeakSet[DeliveryCounter | LossReporter] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for item in list(_FORK_SAFE):
+        item._reset()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class DeliveryCounter:
     """Counts for one exporting pipeline of one signal (all updates under one lock).
 
@@ -50,14 +67,18 @@ class DeliveryCounter:
 
     def __init__(self, signal: str) -> None:
         self.signal = signal
+        # (current length, capacity) of the batch queue, when it can be watched.
+        self.queue: Callable[[], tuple[int, int]] | None = None
+        self._reset()
+        _FORK_SAFE.add(self)
+
+    def _reset(self) -> None:
         self._lock = threading.Lock()
         self.accepted = 0
         self.submitted = 0
         self.delivered = 0
         self.failed: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
-        # (current length, capacity) of the batch queue, when it can be watched.
-        self.queue: Callable[[], tuple[int, int]] | None = None
 
     def accept(self, count: int = 1) -> None:
         with self._lock:
@@ -123,11 +144,15 @@ class LossReporter:
         self.counters: list[DeliveryCounter] = []
         self._interval = interval
         self._clock = clock
+        self._stopped = False
+        self._reset()
+        _FORK_SAFE.add(self)
+
+    def _reset(self) -> None:
         self._lock = threading.Lock()
         self._next = 0.0
         self._last: float | None = None
         self._reported: dict[int, tuple[int, int]] = {}
-        self._stopped = False
 
     def add(self, counter: DeliveryCounter) -> DeliveryCounter:
         self.counters.append(counter)
