@@ -33,6 +33,7 @@ EXCELLENCE_CASES: dict[str, str | None] = {
     "OTEL_EXCELLENCE_DB_STATEMENT": "redact",
     "OTEL_EXCELLENCE_ERROR_RULES": "string:ascii_letters",
     "OTEL_EXCELLENCE_BAGGAGE_KEYS": None,
+    "OTEL_EXCELLENCE_DEV": "maybe",
     "OTEL_EXCELLENCE_LOG_LEVEL": "loud",
 }
 

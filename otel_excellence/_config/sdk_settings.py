@@ -579,7 +579,8 @@ def _warn(setting: SdkSetting, value: str, fix: Fix, replacement: str | None) ->
     if fix.outcome:
         outcome = fix.outcome
     elif replacement is None:
-        outcome = f"using the default ({setting.default.replace('`', '')})"
+        default = setting.default.replace("`", "")
+        outcome = f"using the default {default if default.startswith('(') else f'({default})'}"
     else:
         outcome = f"using {scrub_credentials(replacement)!r}"
     warn_once(
