@@ -21,13 +21,17 @@ def configure(**settings: Any) -> bool:
     Returns True if this call configured telemetry.
     """
     try:
+        from otel_excellence._config.distro import OtelExcellenceDistro
+
+        # The distro repairs the environment before anything imports the SDK's trace
+        # module, which reads OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT at import (and raises).
+        distro = OtelExcellenceDistro()
+        distro.configure(overrides=settings)
+
         from opentelemetry.instrumentation.auto_instrumentation._load import _load_instrumentors
 
         from otel_excellence._config.configurator import configure_sdk
-        from otel_excellence._config.distro import OtelExcellenceDistro
 
-        distro = OtelExcellenceDistro()
-        distro.configure(overrides=settings)
         if not configure_sdk(overrides=settings):
             return False
         _load_instrumentors(distro)  # type: ignore[no-untyped-call]

@@ -169,6 +169,63 @@ class TestUserRules:
         assert classifier.classify_exception(QuotaExceeded()) == ErrorClass("rate_limited", True)
         sys.modules.pop("shop_rules", None)
 
+    @pytest.mark.parametrize(
+        ("reference", "problem"),
+        [
+            ("string:ascii_letters", "names a str"),  # iterating it gave 52 "rules"
+            ("os:path", "names a module"),
+            ("otel_excellence._findings.errors:CATEGORIES", "entries that are not ErrorRules"),
+        ],
+    )
+    def test_a_reference_to_the_wrong_object_gives_one_warning(
+        self, reference: str, problem: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Whatever the reference names, one warning; the built-in rules stay."""
+        logging.getLogger("otel_excellence").addHandler(caplog.handler)
+        try:
+            classifier = Classifier(RULES)
+            assert classifier.add(load_rules(reference)) == 0
+        finally:
+            logging.getLogger("otel_excellence").removeHandler(caplog.handler)
+        assert len(caplog.records) == 1, caplog.text
+        assert f"OTEL_EXCELLENCE_ERROR_RULES={reference!r}" in caplog.text
+        assert problem in caplog.text
+        assert classifier.classify_exception(TimeoutError()) == ErrorClass("timeout", True)
+
+    def test_usable_rules_of_a_mixed_list_are_kept_with_one_warning(
+        self, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A list with some wrong entries keeps the right ones."""
+        module = type(sys)("mixed_rules")
+        module.RULES = [  # type: ignore[attr-defined]
+            ErrorRule("rate_limited", True, exception="tests.test_error_rules.QuotaExceeded"),
+            ErrorRule("slow", True, exception="ValueError"),
+            "not a rule",
+        ]
+        monkeypatch.setitem(sys.modules, "mixed_rules", module)
+        logging.getLogger("otel_excellence").addHandler(caplog.handler)
+        try:
+            classifier = Classifier(RULES)
+            assert classifier.add(load_rules("mixed_rules:RULES")) == 1
+        finally:
+            logging.getLogger("otel_excellence").removeHandler(caplog.handler)
+        assert len(caplog.records) == 1, caplog.text
+        assert "2 of 3 entries" in caplog.text
+        assert classifier.classify_exception(QuotaExceeded()) == ErrorClass("rate_limited", True)
+
+    def test_several_bad_rules_added_at_once_give_one_warning(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """add_error_rules with many wrong rules: one line, not one per rule."""
+        logging.getLogger("otel_excellence").addHandler(caplog.handler)
+        try:
+            bad = [ErrorRule(f"slow{i}", True, exception="ValueError") for i in range(49)]
+            assert add_error_rules(*bad) == 0
+        finally:
+            logging.getLogger("otel_excellence").removeHandler(caplog.handler)
+        assert len(caplog.records) == 1
+        assert "ignoring 49 error rule(s)" in caplog.text
+
     def test_a_bad_module_reference_warns_and_keeps_the_builtin_rules(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:

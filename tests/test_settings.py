@@ -69,6 +69,32 @@ class TestEverySetting:
         assert "using the default" in messages[0]
 
 
+class TestUpperBounds:
+    @pytest.mark.parametrize(
+        ("env", "value"),
+        [
+            # 1e13 ms used to reach the exit wait and raise OverflowError there.
+            ("OTEL_EXCELLENCE_SHUTDOWN_TIMEOUT_MS", "10000000000000"),
+            ("OTEL_EXCELLENCE_SHUTDOWN_TIMEOUT_MS", "600001"),
+            ("OTEL_EXCELLENCE_SLOW_DB_THRESHOLD_MS", "3600001"),
+        ],
+    )
+    def test_a_duration_above_its_bound_warns_and_uses_the_default(
+        self, env: str, value: str, warnings_seen: pytest.LogCaptureFixture
+    ) -> None:
+        """Durations have an upper bound: beyond it, one warning and the default."""
+        setting = next(s for s in all_settings() if s.env == env)
+        assert _value(Settings.load({env: value}), env) == setting.default
+        assert f"{env}={value!r}" in warnings_seen.text
+
+    def test_the_bound_itself_is_accepted(self) -> None:
+        """Ten minutes is a usable exit bound."""
+        assert (
+            Settings.load({"OTEL_EXCELLENCE_SHUTDOWN_TIMEOUT_MS": "600000"}).shutdown_timeout_ms
+            == 600000
+        )
+
+
 class TestResolutionOrder:
     def test_argument_beats_environment(self) -> None:
         """configure(shutdown_timeout_ms=...) wins over the variable."""

@@ -852,6 +852,11 @@ def _print_diagnosis(print_line: Callable[[str], None], diagnosis: Diagnosis) ->
 def run(print_line: Callable[[str], None] = print) -> int:
     environ = dict(os.environ)
     apply_defaults(environ)  # what the distro will use, on a copy
+    # The distro drops a TLS file that does not exist (with a warning) and exports with
+    # the system's CA store; the diagnosis names the file the user meant instead.
+    for name, value in os.environ.items():
+        if name.startswith("OTEL_EXPORTER_OTLP_") and name.endswith(("CERTIFICATE", "KEY")):
+            environ.setdefault(name, value)
     print_line("Effective configuration (secrets masked):")
     for name in sorted(k for k in environ if k.startswith("OTEL_")):
         print_line(f"  {name}={mask(name, environ[name])}")

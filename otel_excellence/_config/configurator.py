@@ -6,32 +6,49 @@ and ``otel_excellence.configure()`` (gunicorn ``post_fork``, notebooks).
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry._logs import get_logger_provider
+from opentelemetry._logs import get_logger_provider, set_logger_provider
 from opentelemetry.context import Context
-from opentelemetry.metrics import get_meter_provider
+from opentelemetry.metrics import get_meter_provider, set_meter_provider
+from opentelemetry.sdk import _configuration as sdk_configuration
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
-from opentelemetry.sdk._logs import LogRecordProcessor
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
-from opentelemetry.sdk.environment_variables import OTEL_SDK_DISABLED
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.environment_variables import (
+    OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED,
+    OTEL_SDK_DISABLED,
+)
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-from otel_excellence._config.distro import register_instrumentor_hooks
+from otel_excellence._config import sdk_settings
+from otel_excellence._config.distro import DEFAULTS, register_instrumentor_hooks
 from otel_excellence._config.resource import resource_attributes
 from otel_excellence._config.settings import Settings
 from otel_excellence._diagnostics import internal_error, logger, warn_once
 from otel_excellence._export.delivery import (
     CountingLogExporter,
     CountingLogRecordProcessor,
+    CountingMetricExporter,
     CountingSpanExporter,
     CountingSpanProcessor,
     DeliveryCounter,
+    LossReporter,
+    Pipeline,
+    SelfMetrics,
+    exporter_component_type,
+    watch_batch_processor,
 )
 from otel_excellence._export.metrics import FastMetrics, readers_of
 from otel_excellence._export.pipeline import EnrichingSpanProcessor, SpanEnricher
@@ -115,34 +132,90 @@ def _log_processors(settings: Settings) -> list[LogRecordProcessor]:
     return []
 
 
-def _sdk_kwargs(settings: Settings, plan: ShutdownPlan, instruments: FastMetrics) -> dict[str, Any]:
+@dataclass
+class _Loss:
+    """Delivery counts of every exporting pipeline, and who reports their loss."""
+
+    reporter: LossReporter
+    pipelines: list[Pipeline] = field(default_factory=list)
+
+    def pipeline(self, signal: str, label: str, exporter: object) -> DeliveryCounter:
+        index = sum(1 for p in self.pipelines if p.signal == signal)
+        # One count per exporter: each delivers (or not) on its own.
+        name = label if not index else f"{label} via {type(exporter).__name__}"
+        counter = self.reporter.add(DeliveryCounter(name))
+        self.pipelines.append(
+            Pipeline(signal, counter, exporter_component_type(exporter, signal), index)
+        )
+        return counter
+
+
+def _batch_span_processor(exporter: SpanExporter) -> BatchSpanProcessor:
+    try:
+        return BatchSpanProcessor(exporter)
+    except ValueError as error:
+        # sdk_settings repairs the OTEL_BSP_* variables first; if the SDK still refuses,
+        # its documented defaults keep traces flowing.
+        warn_once("bsp-defaults", "batch span processor: %s; using the SDK defaults", error)
+        return BatchSpanProcessor(
+            exporter,
+            max_queue_size=2048,
+            schedule_delay_millis=5000,
+            max_export_batch_size=512,
+            export_timeout_millis=30000,
+        )
+
+
+def _batch_log_processor(exporter: LogRecordExporter) -> BatchLogRecordProcessor:
+    try:
+        return BatchLogRecordProcessor(exporter)
+    except ValueError as error:
+        warn_once("blrp-defaults", "batch log record processor: %s; using the SDK defaults", error)
+        return BatchLogRecordProcessor(
+            exporter,
+            schedule_delay_millis=1000,
+            max_export_batch_size=512,
+            export_timeout_millis=30000,
+            max_queue_size=2048,
+        )
+
+
+def _watch(processor: object, counter: DeliveryCounter) -> None:
+    if watch_batch_processor(processor, counter):
+        # The SDK logs "Queue full" for every dropped item (a log record built per span
+        # on the request thread, then de-duplicated); the drops are counted and
+        # reported once a minute instead. Only if the user left that logger alone.
+        queue_logger = logging.getLogger("opentelemetry.sdk._shared_internal")
+        if queue_logger.level == logging.NOTSET:
+            queue_logger.setLevel(logging.ERROR)
+
+
+def _sdk_kwargs(
+    settings: Settings, plan: ShutdownPlan, instruments: FastMetrics, loss: _Loss
+) -> dict[str, Any]:
     """The kwargs for the SDK's ``_initialize_components``: our chain and resource."""
     fan_out = _FanOut()
     chain = EnrichingSpanProcessor(fan_out, _enrichers(settings, instruments))
 
-    def counter(signal: str, exporter: object, existing: int) -> DeliveryCounter:
-        # One count per exporter: each delivers (or not) on its own.
-        label = signal if not existing else f"{signal} via {type(exporter).__name__}"
-        made = DeliveryCounter(label)
+    def counter(signal: str, label: str, exporter: object) -> DeliveryCounter:
+        made = loss.pipeline(signal, label, exporter)
         plan.counters.append(made)
         return made
 
     def export_span_processor(exporter: SpanExporter) -> SpanProcessor:
         plan.aborts.append(_abort(exporter))
-        spans = counter("spans", exporter, len(fan_out.processors))
-        batch = BatchSpanProcessor(CountingSpanExporter(exporter, spans))
+        spans = counter("traces", "spans", exporter)
+        batch = _batch_span_processor(CountingSpanExporter(exporter, spans, loss.reporter))
+        _watch(batch, spans)
         fan_out.processors.append(CountingSpanProcessor(batch, spans))
         return _Placeholder()
 
-    log_exporters: list[LogRecordExporter] = []
-
     def export_log_record_processor(exporter: LogRecordExporter) -> LogRecordProcessor:
         plan.aborts.append(_abort(exporter))
-        records = counter("log records", exporter, len(log_exporters))
-        log_exporters.append(exporter)
-        return CountingLogRecordProcessor(
-            BatchLogRecordProcessor(CountingLogExporter(exporter, records)), records
-        )
+        records = counter("logs", "log records", exporter)
+        batch = _batch_log_processor(CountingLogExporter(exporter, records, loss.reporter))
+        _watch(batch, records)
+        return CountingLogRecordProcessor(batch, records)
 
     return {
         "resource_attributes": resource_attributes(settings),
@@ -153,13 +226,156 @@ def _sdk_kwargs(settings: Settings, plan: ShutdownPlan, instruments: FastMetrics
     }
 
 
-def _register_metric_exporter_aborts(plan: ShutdownPlan) -> None:
+def _periodic_readers() -> list[PeriodicExportingMetricReader]:
     # No configurator kwarg reaches metric exporters; the readers hold them privately.
     readers, _ = readers_of(get_meter_provider())
-    for reader in readers:
-        exporter = getattr(reader, "_exporter", None)
-        if exporter is not None:
-            plan.aborts.append(_abort(exporter))
+    return [
+        reader
+        for reader in readers
+        if isinstance(reader, PeriodicExportingMetricReader)
+        and getattr(reader, "_exporter", None) is not None
+    ]
+
+
+def _register_metric_exporter_aborts(plan: ShutdownPlan) -> None:
+    for reader in _periodic_readers():
+        plan.aborts.append(_abort(reader._exporter))
+
+
+def _count_metric_exports(loss: _Loss) -> None:
+    for reader in _periodic_readers():
+        exporter = reader._exporter
+        counter = loss.pipeline("metrics", "metric data points", exporter)
+        reader._exporter = CountingMetricExporter(exporter, counter, loss.reporter)
+
+
+def _install_self_metrics(loss: _Loss) -> None:
+    provider = get_meter_provider()
+    if not isinstance(provider, MeterProvider) or not loss.pipelines:
+        return
+    if os.environ.get(OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED, "").strip().lower() == "true":
+        return  # the SDK emits these names itself: the same series twice would double count
+    SelfMetrics(loss.pipelines, provider)
+
+
+# -- the SDK's configurator, and what to do when it raises -------------------------------------
+
+
+def _configure_providers(kwargs: dict[str, Any]) -> None:
+    """The SDK's configurator; if it raises, each signal it did not reach on its own.
+
+    The SDK stops at its first exception: an exporter that cannot be built for traces
+    would otherwise leave metrics and logs unconfigured too.
+    """
+    try:
+        _OTelSDKConfigurator()._configure(**kwargs)  # type: ignore[no-untyped-call]
+        return
+    except Exception as error:  # noqa: BLE001 - configuration never raises into the application
+        _sdk_failed("the OpenTelemetry SDK's configuration", error)
+    _configure_missing_signals(kwargs)
+
+
+def _sdk_failed(what: str, error: BaseException) -> None:
+    # One line; the traceback only at debug level (it says nothing to the user that the
+    # exception's own message does not).
+    message = " ".join(str(error).split())[:300]
+    warn_once(
+        ("sdk-failed", what),
+        "%s failed (%s: %s); telemetry that can work is set up without it",
+        what,
+        type(error).__name__,
+        scrub_credentials(message),
+    )
+    logger.debug("%s failed", what, exc_info=error)
+
+
+def _exporter_classes(signal: str, group: str) -> list[type]:
+    classes = []
+    for name in sdk_configuration._get_exporter_names(signal):  # type: ignore[arg-type]
+        try:
+            classes.append(sdk_configuration._import_config_components([name], group)[0][1])
+        except Exception as error:  # noqa: BLE001
+            _sdk_failed(f"loading the {signal} exporter {name!r}", error)
+    return classes
+
+
+def _each(
+    signal: str, classes: list[type], args: Mapping[Any, Any], add: Callable[[Any], Any]
+) -> None:
+    for cls in classes:
+        try:
+            add(cls(**args.get(cls, {})))
+        except Exception as error:  # noqa: BLE001
+            _sdk_failed(f"the {signal} exporter {cls.__name__}", error)
+
+
+def _configure_missing_signals(kwargs: Mapping[str, Any]) -> None:
+    """Set up, one by one and each exporter on its own, the providers not yet set.
+
+    Mirrors the SDK's ``_init_tracing``/``_init_metrics``/``_init_logging`` (private,
+    1.45), which cannot be reused here: each stops at its first failing exporter.
+    """
+    attributes = dict(kwargs.get("resource_attributes") or {})
+    if kwargs.get("auto_instrumentation_version"):
+        attributes["telemetry.auto.version"] = kwargs["auto_instrumentation_version"]
+    resource = Resource.create(attributes)
+    args: Mapping[Any, Any] = kwargs.get("exporter_args_map") or {}
+
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        try:
+            tracer_provider = TracerProvider(
+                sampler=kwargs.get("sampler")
+                or sdk_configuration._import_sampler(sdk_configuration._get_sampler()),
+                resource=resource,
+            )
+            trace.set_tracer_provider(tracer_provider)
+            for processor in kwargs.get("span_processors") or ():
+                tracer_provider.add_span_processor(processor)
+            export = kwargs.get("export_span_processor") or BatchSpanProcessor
+            _each(
+                "traces",
+                _exporter_classes("traces", "opentelemetry_traces_exporter"),
+                args,
+                lambda exporter: tracer_provider.add_span_processor(export(exporter)),
+            )
+        except Exception as error:  # noqa: BLE001
+            _sdk_failed("setting up traces", error)
+
+    if not isinstance(get_meter_provider(), MeterProvider):
+        try:
+            readers: list[MetricReader] = []
+
+            def reader(exporter_or_reader: Any) -> None:
+                if isinstance(exporter_or_reader, MetricReader):
+                    readers.append(exporter_or_reader)
+                else:
+                    readers.append(PeriodicExportingMetricReader(exporter_or_reader))
+
+            _each(
+                "metrics",
+                _exporter_classes("metrics", "opentelemetry_metrics_exporter"),
+                args,
+                reader,
+            )
+            set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
+        except Exception as error:  # noqa: BLE001
+            _sdk_failed("setting up metrics", error)
+
+    if not isinstance(get_logger_provider(), LoggerProvider):
+        try:
+            logger_provider = LoggerProvider(resource=resource)
+            set_logger_provider(logger_provider)
+            for log_processor in kwargs.get("log_record_processors") or ():
+                logger_provider.add_log_record_processor(log_processor)
+            export_logs = kwargs.get("export_log_record_processor") or BatchLogRecordProcessor
+            _each(
+                "logs",
+                _exporter_classes("logs", "opentelemetry_logs_exporter"),
+                args,
+                lambda exporter: logger_provider.add_log_record_processor(export_logs(exporter)),
+            )
+        except Exception as error:  # noqa: BLE001
+            _sdk_failed("setting up logs", error)
 
 
 def _sdk_disabled() -> bool:
@@ -182,6 +398,8 @@ def configure_sdk(
     try:
         settings = Settings.load(overrides=overrides)
         settings.apply_log_level()
+        # Again here: our configurator may run without our distro (OTEL_PYTHON_DISTRO).
+        sdk_settings.repair(os.environ, DEFAULTS)
         if _sdk_disabled():
             logger.info("%s=true: telemetry is off", OTEL_SDK_DISABLED)
             return True
@@ -195,22 +413,36 @@ def configure_sdk(
             )
             _OTelSDKConfigurator()._configure(**dict(sdk_kwargs or {}))  # type: ignore[no-untyped-call]
             return True
-        plan = ShutdownPlan(settings.shutdown_timeout_ms, _endpoint_description())
+        endpoint = _endpoint_description()
+        plan = ShutdownPlan(settings.shutdown_timeout_ms, endpoint)
         instruments = FastMetrics()
-        kwargs = {**_sdk_kwargs(settings, plan, instruments), **dict(sdk_kwargs or {})}
-        _OTelSDKConfigurator()._configure(**kwargs)  # type: ignore[no-untyped-call]
-        instruments.attach(*readers_of(get_meter_provider()))
-        _register_metric_exporter_aborts(plan)
-        for signal, provider in (
-            ("traces", trace.get_tracer_provider()),
-            ("metrics", get_meter_provider()),
-            ("logs", get_logger_provider()),
-        ):
-            plan.add_provider(signal, provider)
-        plan.install()
+        loss = _Loss(LossReporter(endpoint))
+        kwargs = {**_sdk_kwargs(settings, plan, instruments, loss), **dict(sdk_kwargs or {})}
+        try:
+            _configure_providers(kwargs)
+            instruments.attach(*readers_of(get_meter_provider()))
+            _register_metric_exporter_aborts(plan)
+            _count_metric_exports(loss)
+            _install_self_metrics(loss)
+        finally:
+            # Whatever was set up is shut down within the bound.
+            _install_shutdown(plan, loss.reporter)
     except Exception:  # noqa: BLE001 - configuration never raises into the application
         internal_error("SDK configuration")
     return True
+
+
+def _install_shutdown(plan: ShutdownPlan, reporter: LossReporter) -> None:
+    for signal, provider in (
+        ("traces", trace.get_tracer_provider()),
+        ("metrics", get_meter_provider()),
+        ("logs", get_logger_provider()),
+    ):
+        if isinstance(provider, (TracerProvider, MeterProvider, LoggerProvider)):
+            plan.add_provider(signal, provider)
+    plan.install()
+    # atexit runs last-in first-out: the running reports stop before the exit summary.
+    atexit.register(reporter.stop)
 
 
 class OtelExcellenceConfigurator(_OTelSDKConfigurator):

@@ -16,6 +16,7 @@ from opentelemetry.instrumentation.dependencies import DependencyConflictError
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 from opentelemetry.util._importlib_metadata import EntryPoint, entry_points
 
+from otel_excellence._config import sdk_settings
 from otel_excellence._config.instrumentations import UNSUPPORTED, instrumentation_statuses
 from otel_excellence._config.settings import DEV
 from otel_excellence._diagnostics import internal_error, logger, warn_once
@@ -93,6 +94,8 @@ def apply_defaults(
         environ.setdefault(key, value)
     _repair_protocols(environ)
     _repair_exporter_names(environ)
+    sdk_settings.repair(environ, DEFAULTS)
+    # After the repair: only a certificate file that exists asks for the CA session.
     _respect_ca_file(environ)
 
 

@@ -168,9 +168,11 @@ def _declare(field: str, parser: Parser[T], default: T, doc: str) -> Setting[T]:
     return setting
 
 
+# Upper bounds on durations: a larger value is a unit mistake, and past
+# threading.TIMEOUT_MAX (about 292 years) the waits at exit raise OverflowError.
 SHUTDOWN_TIMEOUT_MS = _declare(
     "shutdown_timeout_ms",
-    integer(minimum=0),
+    integer(minimum=0, maximum=600_000),
     3000,
     "Upper bound, in milliseconds, on flushing telemetry when the process exits. "
     "Vanilla OpenTelemetry can block about 30 s at exit when the endpoint is down; "
@@ -199,7 +201,7 @@ RESOURCE_DETECTORS = _declare(
 )
 SLOW_DB_THRESHOLD_MS = _declare(
     "slow_db_threshold_ms",
-    integer(minimum=0),
+    integer(minimum=0, maximum=3_600_000),
     500,
     "A database client span lasting at least this many milliseconds gets "
     "`otel_excellence.db.slow=true` and counts in `otel_excellence.db.slow_queries`.",

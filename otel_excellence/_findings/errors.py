@@ -200,17 +200,22 @@ class Classifier:
             self.add(loader())
 
     def add(self, rules: Iterable[ErrorRule]) -> int:
-        accepted = []
+        accepted: list[ErrorRule] = []
+        ignored: list[object] = []
         for rule in rules:
-            if not isinstance(rule, ErrorRule) or rule.category not in CATEGORIES:
-                warn_once(
-                    ("bad-rule", repr(rule)),
-                    "ignoring error rule %r: category must be one of %s",
-                    rule,
-                    ", ".join(CATEGORIES),
-                )
-                continue
-            accepted.append(rule)
+            (accepted if _usable(rule) else ignored).append(rule)
+        if ignored:
+            # One warning per call, however many entries are wrong.
+            shown = ", ".join(repr(rule)[:120] for rule in ignored[:3])
+            warn_once(
+                ("bad-rules", tuple(repr(rule) for rule in ignored)),
+                "ignoring %d error rule(s) (each must be an ErrorRule, and its category must "
+                "be one of %s): %s%s",
+                len(ignored),
+                ", ".join(CATEGORIES),
+                shown,
+                ", ..." if len(ignored) > 3 else "",
+            )
         with self._lock:
             self._user = (*accepted, *self._user)
         return len(accepted)
@@ -258,19 +263,45 @@ class Classifier:
         return self.match(ErrorFacts(http_status=http_status, grpc_code=grpc_code)) or INTERNAL
 
 
+def _usable(rule: object) -> bool:
+    return isinstance(rule, ErrorRule) and rule.category in CATEGORIES
+
+
 def load_rules(reference: str) -> list[ErrorRule]:
-    """Rules named by ``module:attribute`` (OTEL_EXCELLENCE_ERROR_RULES); [] on failure."""
+    """Rules named by ``module:attribute`` (OTEL_EXCELLENCE_ERROR_RULES); [] on failure.
+
+    Whatever is wrong (no such module, no such attribute, not a list, entries that are
+    not usable rules) gives one warning; usable entries of a list are kept.
+    """
     module_name, _, attribute = reference.partition(":")
     try:
         value: Any = getattr(importlib.import_module(module_name), attribute or "RULES")
-        rules = list(value)
     except Exception as error:  # noqa: BLE001 - a bad reference must not stop the app
-        warn_once(
-            ("error-rules", reference),
-            "OTEL_EXCELLENCE_ERROR_RULES=%r could not be loaded (%s); using the built-in "
-            "rules only",
-            reference,
-            error,
-        )
+        _bad_reference(reference, f"could not be loaded ({error})")
         return []
+    if isinstance(value, ErrorRule):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        # A string, a module, a class... iterating it would make a "rule" of each item.
+        _bad_reference(reference, f"names a {type(value).__name__}, not a list of ErrorRule")
+        return []
+    rules = [rule for rule in value if _usable(rule)]
+    if len(rules) < len(value):
+        _bad_reference(
+            reference,
+            f"has {len(value) - len(rules)} of {len(value)} entries that are not ErrorRules "
+            f"with a category from {', '.join(CATEGORIES)} (first: "
+            f"{next(repr(r)[:120] for r in value if not _usable(r))})",
+            kept=len(rules),
+        )
     return rules
+
+
+def _bad_reference(reference: str, problem: str, kept: int = 0) -> None:
+    warn_once(
+        ("error-rules", reference),
+        "OTEL_EXCELLENCE_ERROR_RULES=%r %s; using %s",
+        reference,
+        problem,
+        f"its {kept} usable rule(s) and the built-in ones" if kept else "the built-in rules only",
+    )
