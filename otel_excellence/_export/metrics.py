@@ -261,9 +261,16 @@ class FastMetrics:
             if collected is None or not collected.resource_metrics:
                 return MetricsData([ResourceMetrics(resource, [scope], resource.schema_url)])
             first = collected.resource_metrics[0]
-            merged = ResourceMetrics(
-                first.resource, [*first.scope_metrics, scope], first.schema_url
-            )
+            scopes = list(first.scope_metrics)
+            for index, existing in enumerate(scopes):
+                if existing.scope.name == SCOPE.name and not existing.scope.version:
+                    # Our SDK-instrument metrics (self-metrics): one scope entry in all.
+                    merged_scope = [*existing.metrics, *ours]
+                    scopes[index] = ScopeMetrics(existing.scope, merged_scope, existing.schema_url)
+                    break
+            else:
+                scopes.append(scope)
+            merged = ResourceMetrics(first.resource, scopes, first.schema_url)
             return MetricsData([merged, *collected.resource_metrics[1:]])
 
         collect_with_ours.__otel_excellence__ = True  # type: ignore[attr-defined]
