@@ -273,3 +273,39 @@ class TestDriverOnly:
             SQLite3Instrumentor().uninstrument()
         assert attrs(telemetry.span("different"))["otel_excellence.db.n_plus_one.count"] == 5
         assert "otel_excellence.db.n_plus_one" not in attrs(telemetry.span("same"))
+
+
+def test_stable_conventions_keep_one_duration_point_per_operation(tmp_path: Any) -> None:
+    """With OTEL_SEMCONV_STABILITY_OPT_IN=database the DB-API instrumentations record
+    db.client.operation.duration too: summed over every scope that sends it, each
+    SELECT still has exactly one point, and the N+1 is still counted once."""
+    from tests.launch import instrumented
+    from tests.support.otlp_sink import OtlpSink
+
+    with OtlpSink() as sink:
+        run = instrumented(
+            "stable_semconv_app.py",
+            {
+                "OTEL_SERVICE_NAME": "stable-semconv",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": sink.grpc_endpoint,
+                "OTEL_SEMCONV_STABILITY_OPT_IN": "database",
+                "SQLITE_PATH": str(tmp_path / "s.db"),
+            },
+        )
+        assert run.returncode == 0, run.stderr
+        assert "selects 7" in run.stdout
+        assert sink.wait_for(lambda: any(s.name == "job" for s in sink.spans()))
+        assert sink.wait_for(
+            lambda: any(m.name == "db.client.operation.duration" for m in sink.metrics())
+        )
+    points: dict[str, int] = {}
+    for metric in sink.metrics():
+        if metric.name != "db.client.operation.duration":
+            continue
+        for point in metric.points:
+            attributes = {kv.key: kv.value.string_value for kv in point.attributes}
+            if attributes.get("db.operation.name") == "SELECT":
+                points[metric.scope] = max(points.get(metric.scope, 0), point.count)
+    assert sum(points.values()) == 7, points  # cumulative: the last export per scope
+    [job] = [s for s in sink.spans() if s.name == "job"]
+    assert job.attributes["otel_excellence.db.n_plus_one.count"] == 7

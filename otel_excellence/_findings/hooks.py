@@ -151,16 +151,19 @@ class LibraryHooks:
 def _with_parameters(
     execute: Callable[..., Any], parameters_of: Callable[[tuple[Any, ...], Any], Any]
 ) -> Callable[..., Any]:
+    # Only the DB-API's synchronous execute (asyncpg's wrappers are async, below).
     @functools.wraps(execute)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             token = lineage.driver_parameters.set(parameters_of(args, kwargs))
+            dbapi = lineage.dbapi_execution.set(True)
         except Exception:  # noqa: BLE001 - the query runs whatever happens here
             internal_error("driver parameters hook")
             return execute(self, *args, **kwargs)
         try:
             return execute(self, *args, **kwargs)
         finally:
+            lineage.dbapi_execution.reset(dbapi)
             lineage.driver_parameters.reset(token)
 
     wrapper.__otel_excellence__ = True  # type: ignore[attr-defined]
@@ -168,18 +171,22 @@ def _with_parameters(
 
 
 def _with_parameters_async(
-    execute: Callable[..., Any], parameters_of: Callable[[tuple[Any, ...], Any], Any]
+    execute: Callable[..., Any],
+    parameters_of: Callable[[tuple[Any, ...], Any], Any],
+    dbapi: bool = False,
 ) -> Callable[..., Any]:
     @functools.wraps(execute)
     async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             token = lineage.driver_parameters.set(parameters_of(args, kwargs))
+            marked = lineage.dbapi_execution.set(dbapi)
         except Exception:  # noqa: BLE001 - the query runs whatever happens here
             internal_error("driver parameters hook")
             return await execute(self, *args, **kwargs)
         try:
             return await execute(self, *args, **kwargs)
         finally:
+            lineage.dbapi_execution.reset(marked)
             lineage.driver_parameters.reset(token)
 
     wrapper.__otel_excellence__ = True  # type: ignore[attr-defined]
@@ -207,7 +214,12 @@ def hook_dbapi() -> None:
         return args[3] if len(args) > 3 else kwargs.get("parameters", ())
 
     _wrap(CursorTracer, "traced_execution", _with_parameters, of)
-    _wrap(CursorTracer, "traced_execution_async", _with_parameters_async, of)
+    _wrap(
+        CursorTracer,
+        "traced_execution_async",
+        functools.partial(_with_parameters_async, dbapi=True),
+        of,
+    )
 
 
 def hook_asyncpg() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -392,6 +393,7 @@ class SpanInsights:
         self.statement_mode = settings.db_statement
         self.n_plus_one_threshold = settings.n_plus_one_threshold
         self._scrub = scrub_credentials if settings.db_statement == "raw" else scrub_error_text
+        self._dbapi_records_duration = _stable_database_conventions()
         self._duration = instruments.histogram(
             "db.client.operation.duration",
             "s",
@@ -618,7 +620,8 @@ class SpanInsights:
                 error=failed_as,
             ),
         )
-        self._duration.record(cell, seconds, span.context)
+        if not (self._dbapi_records_duration and lineage.DBAPI_TIMED in span.__dict__):
+            self._duration.record(cell, seconds, span.context)
         if seconds >= self.slow_threshold_s:
             changes.attributes[sc.DB_SLOW] = True
             slow = self._slow.cell(key[:2], _db_attributes(call.system, operation))
@@ -678,6 +681,15 @@ def _db_attributes(
     )
     attributes.update((name, value) for name, value in optional if value is not None)
     return attributes
+
+
+def _stable_database_conventions() -> bool:
+    """With the stable database conventions (``OTEL_SEMCONV_STABILITY_OPT_IN`` names
+    ``database`` or ``database/dup``), the DB-API instrumentations record
+    ``db.client.operation.duration`` themselves: for the operations they timed, a point
+    of ours would be the second one."""
+    opted = os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "")
+    return any(item.strip() in {"database", "database/dup"} for item in opted.split(","))
 
 
 def _parameter_attributes(attributes: Mapping[str, Any]) -> list[str]:

@@ -35,6 +35,10 @@ TWIN = "_oe_twin"  # set on a driver span: the SQLAlchemy span it is the inner h
 PARAMETERS = "_oe_parameters"  # what the call was executed with (from a library hook)
 FINDINGS = "_oe_findings"  # on a local root: its RootFindings (N+1 state)
 HANDLED = "_oe_handled"  # on a local root: the exception a framework handler answered
+# On a span whose operation a DB-API instrumentation timed (its own span, or the SQLAlchemy
+# span it is the twin of): with the stable database conventions, that instrumentation
+# records db.client.operation.duration itself.
+DBAPI_TIMED = "_oe_dbapi_timed"
 _OUTER = "_oe_outer"  # on a SQLAlchemy span: the one in flight when it started (a connect)
 
 _SDK_SPANS = frozenset({_SdkSpan})  # what the SDK's tracer creates
@@ -47,6 +51,8 @@ NO_PARAMETERS: Any = object()
 driver_parameters: ContextVar[Any] = ContextVar(
     "otel_excellence_driver_parameters", default=NO_PARAMETERS
 )
+# True while a DB-API instrumentation's execute wrapper runs (set by our hook around it).
+dbapi_execution: ContextVar[bool] = ContextVar("otel_excellence_dbapi", default=False)
 
 
 def note_start(span: Span, parent_context: Context | None) -> None:
@@ -79,7 +85,11 @@ def note_start(span: Span, parent_context: Context | None) -> None:
         and (parent is orm or parent is orm.__dict__.get(PARENT))
     ):
         span.__dict__[TWIN] = orm
+        if dbapi_execution.get():
+            orm.__dict__[DBAPI_TIMED] = True
         return
+    if dbapi_execution.get():
+        span.__dict__[DBAPI_TIMED] = True
     parameters = driver_parameters.get()
     if parameters is not NO_PARAMETERS:
         span.__dict__[PARAMETERS] = parameters
