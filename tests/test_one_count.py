@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
+from opentelemetry import trace
 from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 from opentelemetry.instrumentation.psycopg2 import Psycopg2Instrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
@@ -24,7 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from otel_excellence._findings.hooks import hook_dbapi
+from otel_excellence._findings.hooks import hook_dbapi, parameters_hash
 from tests.support.services import Postgres
 from tests.support.telemetry import Telemetry, attrs, make_telemetry
 
@@ -309,3 +310,55 @@ def test_stable_conventions_keep_one_duration_point_per_operation(tmp_path: Any)
     assert sum(points.values()) == 7, points  # cumulative: the last export per scope
     [job] = [s for s in sink.spans() if s.name == "job"]
     assert job.attributes["otel_excellence.db.n_plus_one.count"] == 7
+
+
+class TestReviewRegressions:
+    def test_a_new_root_started_inside_a_request_counts_on_its_own(
+        self, telemetry: Telemetry
+    ) -> None:
+        """start_span(context=Context()) - a new trace, e.g. a consumed message without
+        trace headers - is a local root: its statements are not the request's."""
+        from opentelemetry.context import Context
+
+        tracer = telemetry.tracer_provider.get_tracer("test")
+        attributes = {"db.system": "sqlite", "db.statement": "SELECT v FROM t WHERE id = 1"}
+        with tracer.start_as_current_span("GET /outer", kind=SpanKind.SERVER):
+            job = tracer.start_span("job", context=Context(), kind=SpanKind.CONSUMER)
+            with trace.use_span(job, end_on_exit=True):
+                for n in range(6):
+                    attributes["db.statement"] = f"SELECT v FROM t WHERE id = {n}"  # noqa: S608
+                    with tracer.start_as_current_span(
+                        "SELECT", kind=SpanKind.CLIENT, attributes=attributes
+                    ):
+                        pass
+        assert attrs(telemetry.span("job"))["otel_excellence.db.n_plus_one.count"] == 6
+        assert "otel_excellence.db.n_plus_one" not in attrs(telemetry.span("GET /outer"))
+
+    def test_parameters_are_told_apart_without_repr(self) -> None:
+        """Dict parameters (psycopg's form) with unhashable or huge values hash by value
+        or by type and size: a user object's __repr__ is never called."""
+
+        class Loud:
+            def __repr__(self) -> str:
+                raise AssertionError("repr called")
+
+            __hash__ = None  # type: ignore[assignment]
+
+        blob = b"x" * 10_000_000
+        first = parameters_hash({"id": 1, "data": bytearray(blob), "who": Loud()})
+        second = parameters_hash({"id": 2, "data": bytearray(blob), "who": Loud()})
+        assert first != second
+        assert parameters_hash([{"id": 1}, {"id": 2}]) == parameters_hash([{"id": 1}, {"id": 2}])
+
+    def test_spacing_alone_does_not_make_calls_look_different(self, telemetry: Telemetry) -> None:
+        """A multi-line statement repeated with no parameter hook (a Redis pipeline's
+        "GET ?\\nSET ? ?") counts by repetition: spacing is not a literal."""
+        tracer = telemetry.tracer_provider.get_tracer("test")
+        attributes = {"db.system": "redis", "db.statement": "GET ?\nSET ? ?"}
+        with tracer.start_as_current_span("GET /cart", kind=SpanKind.SERVER):
+            for _ in range(6):
+                with tracer.start_as_current_span(
+                    "GET SET", kind=SpanKind.CLIENT, attributes=attributes
+                ):
+                    pass
+        assert attrs(telemetry.span("GET /cart"))["otel_excellence.db.n_plus_one.count"] == 6

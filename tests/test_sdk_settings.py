@@ -267,10 +267,17 @@ class TestRepairs:
     def test_an_endpoint_without_a_scheme_gets_one(
         self, environ: dict[str, str], warnings_seen: pytest.LogCaptureFixture
     ) -> None:
-        """'collector:4317' would make the gRPC exporter open TLS to a plain port."""
+        """'collector:4317' is TLS to the gRPC exporter (it reads 'collector' as the
+        scheme): kept as TLS, never downgraded, unless INSECURE=true says plain text."""
         got = self.repaired(environ, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="127.0.0.1:4317")
-        assert got == {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4317"}
+        assert got == {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://127.0.0.1:4317"}
         assert "has no scheme" in warnings_seen.text
+        got = self.repaired(
+            environ,
+            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="127.0.0.1:4317",
+            OTEL_EXPORTER_OTLP_TRACES_INSECURE="true",
+        )
+        assert got["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == "http://127.0.0.1:4317"
 
     def test_only_the_unusable_header_entries_are_dropped(
         self, environ: dict[str, str], warnings_seen: pytest.LogCaptureFixture

@@ -20,7 +20,6 @@ from otel_excellence._config import sdk_settings
 from otel_excellence._config.instrumentations import UNSUPPORTED, instrumentation_statuses
 from otel_excellence._config.settings import DEV
 from otel_excellence._diagnostics import internal_error, logger, warn_once
-from otel_excellence._export.tls import CREDENTIAL_PROVIDER
 
 DISTRO_NAME = "otel_excellence"
 
@@ -173,6 +172,9 @@ def _repair_exporter_names(environ: MutableMapping[str, str]) -> None:
         environ[variable] = ",".join(kept) or "none"
 
 
+# Our entry point in opentelemetry_otlp_credential_provider (pyproject.toml), which
+# names _export/tls.py: not imported here, as it imports requests (~40 ms at start-up).
+CREDENTIAL_PROVIDER = "otel_excellence"
 _HTTP_CREDENTIAL_PROVIDERS = (
     "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER",
     "OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER",

@@ -221,12 +221,14 @@ def _endpoint(signal: str | None) -> Check:
             if _usable_url(text):
                 return None if text == value else Fix(use=text, quiet=True)
             if _HOST_PORT.match(text):
-                # "collector:4317": the gRPC exporter would treat "collector" as the
-                # scheme and open TLS; the HTTP one finds no connection adapter.
+                # "collector:4317": the gRPC exporter treats "collector" as the scheme
+                # and opens TLS unless told it is insecure; the HTTP one finds no
+                # connection adapter. Keep what gRPC did: TLS unless INSECURE=true
+                # (never downgrade a channel that carries headers with credentials).
                 insecure = environ.get(
                     f"OTEL_EXPORTER_OTLP_{signal}_INSECURE" if signal else "", ""
                 ) or environ.get("OTEL_EXPORTER_OTLP_INSECURE", "")
-                scheme = "https" if insecure.strip().lower() == "false" else "http"
+                scheme = "http" if insecure.strip().lower() == "true" else "https"
                 candidate = f"{scheme}://{text}"
                 if _usable_url(candidate):
                     return Fix(use=candidate, problem="has no scheme (http:// or https://)")

@@ -23,6 +23,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -150,6 +151,7 @@ class FastMetrics:
     """Our instruments, and what each attached reader last received of them (for delta)."""
 
     def __init__(self) -> None:
+        _ALL.add(self)
         self.instruments: list[_Instrument] = []
         self._start = time.time_ns()
         # Per delta reader (by id): what it was last sent per (instrument, cell key), and
@@ -157,6 +159,24 @@ class FastMetrics:
         self._sent: dict[int, dict[tuple[str, Any], tuple[int, float, list[int]]]] = {}
         self._sent_at: dict[int, int] = {}
         self._lock = threading.Lock()
+
+    def after_fork(self) -> None:
+        """In a forked child: new locks (a reader thread may have held one at the fork,
+        and no thread will release it here) and no counts of the parent's (which the
+        parent reports itself; the child's cumulative series start now)."""
+        self._lock = threading.Lock()
+        self._start = time.time_ns()
+        self._sent.clear()
+        self._sent_at.clear()
+        for instrument in self.instruments:
+            instrument._lock = threading.Lock()
+            for cell in instrument.cells.values():
+                cell.lock = threading.Lock()
+                cell.count = 0
+                cell.sum = 0
+                cell.min, cell.max = math.inf, -math.inf
+                cell.counts = [0] * len(cell.counts)
+                cell.exemplars = [None] * len(cell.exemplars)
 
     def histogram(
         self, name: str, unit: str, description: str, bounds: Sequence[float]
@@ -275,6 +295,17 @@ class FastMetrics:
 
         collect_with_ours.__otel_excellence__ = True  # type: ignore[attr-defined]
         return collect_with_ours
+
+
+_ALL: weakref.WeakSet[FastMetrics] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for metrics in list(_ALL):
+        metrics.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def readers_of(meter_provider: Any) -> tuple[Sequence[Any], Resource]:

@@ -14,8 +14,6 @@ from typing import Any
 
 import requests
 
-CREDENTIAL_PROVIDER = "otel_excellence"
-
 
 class CaFileSession(requests.Session):
     """A ``requests.Session`` whose own ``verify`` (a CA file) beats the environment."""

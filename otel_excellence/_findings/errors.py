@@ -187,19 +187,31 @@ class Classifier:
         user_rules: Callable[[], Iterable[ErrorRule]] | None = None,
     ) -> None:
         self._builtin = tuple(builtin)
-        self._user: tuple[ErrorRule, ...] = ()
+        self._user: tuple[ErrorRule, ...] = ()  # add_error_rules(), later calls first
+        self._configured: tuple[ErrorRule, ...] = ()  # OTEL_EXCELLENCE_ERROR_RULES
         self._lock = threading.Lock()
         self._pending_user_rules = user_rules
 
     def load_user_rules(self, source: Callable[[], Iterable[ErrorRule]] | None = None) -> None:
-        """Load the configured rules now (once), from ``source`` if given."""
+        """Load the configured rules now, from ``source`` if given. They replace rules
+        loaded before (``configure(error_rules=...)`` wins over the environment's,
+        which a classification before it may have loaded), never pile up."""
         with self._lock:
             loader = source or self._pending_user_rules
             self._pending_user_rules = None
         if loader is not None:
-            self.add(loader())
+            accepted = self._usable(loader())
+            with self._lock:
+                self._configured = tuple(accepted)
 
     def add(self, rules: Iterable[ErrorRule]) -> int:
+        accepted = self._usable(rules)
+        with self._lock:
+            self._user = (*accepted, *self._user)
+        return len(accepted)
+
+    @staticmethod
+    def _usable(rules: Iterable[ErrorRule]) -> list[ErrorRule]:
         accepted: list[ErrorRule] = []
         ignored: list[object] = []
         for rule in rules:
@@ -216,18 +228,17 @@ class Classifier:
                 shown,
                 ", ..." if len(ignored) > 3 else "",
             )
-        with self._lock:
-            self._user = (*accepted, *self._user)
-        return len(accepted)
+        return accepted
 
     def reset_user_rules(self) -> None:
         with self._lock:
             self._user = ()
+            self._configured = ()
 
     def match(self, facts: ErrorFacts) -> ErrorClass | None:
         if self._pending_user_rules is not None:
             self.load_user_rules()
-        for rule in (*self._user, *self._builtin):
+        for rule in (*self._user, *self._configured, *self._builtin):
             if rule.matches(facts):
                 return ErrorClass(rule.category, rule.retryable)
         return None

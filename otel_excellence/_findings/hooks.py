@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextvars
 import functools
 import importlib.util
-import reprlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from itertools import islice
 from typing import Any
 
 from opentelemetry.trace import Span
@@ -33,20 +33,51 @@ _HASH_READS = frozenset({"HGETALL"})
 _MAX_PIPELINE_COMMANDS = 1000
 
 
-# A bounded repr: an executemany with a million rows must not build a huge string on the
-# application's thread just to tell parameter sets apart.
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 200
-_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 32
-_REPR.maxlevel = 4
+# Parameter sets are told apart by at most this many values' hashes (an executemany
+# of a million rows must not be walked on the application's thread).
+_MAX_HASHED_ITEMS = 64
 
 
 def parameters_hash(parameters: Any) -> int:
-    """A hash telling parameter sets apart; bounded work whatever their size."""
+    """A hash telling parameter sets apart, with bounded work whatever their size.
+
+    Hashable parameters (tuples of scalars: most drivers) hash as they are. Otherwise,
+    up to _MAX_HASHED_ITEMS values (a dict's, psycopg's usual form, or a sequence's)
+    each contribute their own hash, or their type and size when they have none: never
+    ``repr`` of a user object, whose cost is the object's (a 10 MB BLOB).
+    """
     try:
         return hash(parameters)
     except TypeError:
-        return hash(_REPR.repr(parameters))
+        pass
+    if isinstance(parameters, Mapping):
+        items: Iterable[Any] = parameters.items()
+    elif isinstance(parameters, list | tuple):
+        items = parameters
+    else:
+        return hash((type(parameters), _size(parameters)))
+    return hash(tuple(_value_hash(item) for item in islice(items, _MAX_HASHED_ITEMS)))
+
+
+def _value_hash(item: Any) -> Any:
+    """One value's (or a mapping item's) contribution: its hash, else type and size."""
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+        return (item[0], _flat_hash(item[1]))  # a mapping's (name, value)
+    return _flat_hash(item)
+
+
+def _flat_hash(value: Any) -> Any:
+    try:
+        return hash(value)
+    except TypeError:
+        return (type(value), _size(value))
+
+
+def _size(value: Any) -> int:
+    try:
+        return len(value)
+    except TypeError:
+        return -1
 
 
 def _outcomes(command: str, response: Any) -> list[str]:
@@ -86,8 +117,9 @@ class LibraryHooks:
         )
 
     def _count(self, command: str, outcome: str, span: Span) -> None:
-        cell = self._cache.cell(
-            (command, outcome),
+        key = (command, outcome)
+        cell = self._cache.cells.get(key) or self._cache.cell(
+            key,
             {sc.CACHE_RESULT: outcome, "db.system.name": "redis", "db.operation.name": command},
         )
         self._cache.add(cell, 1, span.get_span_context())

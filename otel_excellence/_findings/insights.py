@@ -41,7 +41,13 @@ from otel_excellence._diagnostics import internal_error
 from otel_excellence._export.metrics import FastMetrics
 from otel_excellence._export.pipeline import SpanChanges, attributes_of
 from otel_excellence._findings import lineage
-from otel_excellence._findings.errors import Classifier, ErrorClass, qualified_name, wrapped
+from otel_excellence._findings.errors import (
+    Classifier,
+    ErrorClass,
+    qualified_name,
+    safe_str,
+    wrapped,
+)
 from otel_excellence._findings.fingerprint import (
     fingerprint_exception,
     fingerprint_stacktrace,
@@ -50,6 +56,7 @@ from otel_excellence._findings.fingerprint import (
 from otel_excellence._findings.hooks import parameters_hash
 from otel_excellence._findings.n_plus_one import RootFindings
 from otel_excellence._findings.sql import (
+    MAX_STATEMENT_READ,
     SQL_OPERATIONS,
     operation_name,
     sanitize_statement,
@@ -224,7 +231,7 @@ def _live_exception(span: ReadableSpan, exception_type: str | None) -> BaseExcep
     if exception_type is not None:
         return exc if qualified_name(type(exc)) == exception_type else None
     description = span.status.description
-    return exc if description and _safe_str(exc).startswith(description) else None
+    return exc if description and safe_str(exc).startswith(description) else None
 
 
 def _handled(span: ReadableSpan, exception_type: str | None) -> BaseException | None:
@@ -280,15 +287,8 @@ def failure(span: ReadableSpan, attributes: Mapping[str, Any]) -> Failure | None
             found.exception = _handled(root, None) if root is not None else None
     if found.exception is not None:
         found.exception_type = qualified_name(type(found.exception))
-        found.message = found.message or _safe_str(found.exception)
+        found.message = found.message or safe_str(found.exception)
     return found
-
-
-def _safe_str(value: object) -> str:
-    try:
-        return str(value)
-    except Exception:  # noqa: BLE001 - a broken __str__ must not cost the finding
-        return f"<unprintable {type(value).__name__}>"
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -334,19 +334,22 @@ def fingerprint(span: ReadableSpan, found: Failure, kind: str) -> str:
     return fingerprint_text(kind, span.name)
 
 
-def first_count(exc: BaseException | None) -> bool:
-    """True the first time an exception (or what it wraps) is seen failing a span.
+def first_count(exc: BaseException | None, trace_id: int) -> bool:
+    """True the first time an exception (or what it wraps) is seen failing a span of
+    this trace.
 
     One exception fails every span it propagates through; it is one error, counted once.
     """
     if exc is None:
         return True
     related = (exc, *wrapped(exc))  # orig or __cause__ may be properties that raise
-    if any(getattr(e, _COUNTED, False) for e in related if e is not None):
+    if any(getattr(e, _COUNTED, None) == trace_id for e in related if e is not None):
         return False
-    # An exception type without __dict__ is counted each time: over- rather than under-.
+    # Marked with the trace it failed: an exception object the application reuses (a
+    # module-level instance), or one unpickled from another process, counts again in
+    # another trace. A type without __dict__ counts each time: over- rather than under-.
     with contextlib.suppress(AttributeError, TypeError):
-        setattr(exc, _COUNTED, True)
+        setattr(exc, _COUNTED, trace_id)
     return True
 
 
@@ -376,8 +379,16 @@ def identity_of(span: ReadableSpan, call: DbCall, normalized: str) -> int | None
     parameters = span.__dict__.get(lineage.PARAMETERS, lineage.NO_PARAMETERS)
     if parameters is not lineage.NO_PARAMETERS:
         return hash((call.statement, parameters_hash(parameters)))
-    if call.statement is not None and call.statement != normalized:
-        return hash(call.statement)
+    statement = call.statement
+    # Raw text that differs from the normal form by more than spacing carried literals:
+    # they tell the calls apart. Spacing alone (a multi-line statement, a Redis
+    # pipeline's "GET ?\nSET ? ?") says nothing, and repetition alone then counts.
+    if (
+        statement is not None
+        and statement != normalized
+        and " ".join(statement[:MAX_STATEMENT_READ].split()) != normalized
+    ):
+        return hash(statement)
     return None
 
 
@@ -429,8 +440,9 @@ class SpanInsights:
             lineage.note_end(span)  # type: ignore[arg-type]
             call = db_call(span, attributes)
         events = span._events
-        failed = span._status.status_code is StatusCode.ERROR or bool(
-            events._dq if type(events) is BoundedList else events  # type: ignore[attr-defined]
+        failed = span._status.status_code is StatusCode.ERROR or (
+            bool(events._dq if type(events) is BoundedList else events)  # type: ignore[attr-defined]
+            and any(event.name == "exception" for event in events)
         )
         findings = span.__dict__.get(lineage.FINDINGS)
         if call is None and not failed and findings is None:
@@ -491,7 +503,11 @@ class SpanInsights:
         if statement is None:
             call.operation = operation_of(call.system, None, span.name)
         else:
-            normalized, call.operation, renamed = statement_facts(statement, call.system, span.name)
+            # Keyed on what the sanitizer reads: a cache of whole multi-megabyte bulk
+            # statements would hold megabytes per entry.
+            normalized, call.operation, renamed = statement_facts(
+                statement[:MAX_STATEMENT_READ], call.system, span.name
+            )
             mode = self.statement_mode
             if mode == "sanitized":
                 if normalized != statement:
@@ -534,29 +550,30 @@ class SpanInsights:
         if not patterns:
             return
         top = patterns[0]  # one set of attributes per span: the most repeated
+        # OTEL_EXCELLENCE_DB_STATEMENT=omit keeps statements out of every signal: the
+        # finding then says how often and where, not what.
+        omit = self.statement_mode == "omit"
         changes.attributes[sc.N_PLUS_ONE] = True
         changes.attributes[sc.N_PLUS_ONE_COUNT] = top.count
-        changes.attributes[sc.N_PLUS_ONE_STATEMENT] = top.statement
+        if not omit:
+            changes.attributes[sc.N_PLUS_ONE_STATEMENT] = top.statement
         changes.attributes[sc.N_PLUS_ONE_PARENT] = top.parent
         route = attributes.get("http.route")
         route = route if isinstance(route, str) and route else span.name
         timestamp = span.end_time
         for pattern in patterns:
-            changes.added_events.append(
-                Event(
-                    sc.N_PLUS_ONE,
-                    {
-                        sc.N_PLUS_ONE_STATEMENT: pattern.statement,
-                        sc.N_PLUS_ONE_COUNT: pattern.count,
-                        sc.N_PLUS_ONE_PARENT: pattern.parent,
-                    },
-                    timestamp,
-                )
-            )
-            statement = pattern.statement[:_MAX_STATEMENT_ATTRIBUTE]
+            event: dict[str, AttributeValue] = {
+                sc.N_PLUS_ONE_COUNT: pattern.count,
+                sc.N_PLUS_ONE_PARENT: pattern.parent,
+            }
+            statement = None if omit else pattern.statement[:_MAX_STATEMENT_ATTRIBUTE]
+            if not omit:
+                event[sc.N_PLUS_ONE_STATEMENT] = pattern.statement
+            changes.added_events.append(Event(sc.N_PLUS_ONE, event, timestamp))
             key = (pattern.system, pattern.operation, statement, route)
             cell = self._n_plus_one.cell(
-                key, _db_attributes(*key[:2], statement=statement, route=route)
+                key,
+                _db_attributes(pattern.system, pattern.operation, statement=statement, route=route),
             )
             self._n_plus_one.add(cell, 1, span.context)
 
@@ -574,7 +591,7 @@ class SpanInsights:
         changes.attributes[sc.ERROR_CATEGORY] = verdict.category
         changes.attributes[sc.ERROR_RETRYABLE] = verdict.retryable
         changes.attributes[sc.ERROR_FINGERPRINT] = print_
-        if first_count(found.exception):
+        if first_count(found.exception, span.context.trace_id if span.context else 0):
             key = (verdict.category, verdict.retryable, kind, print_)
             cell = self._errors.cell(
                 key,
@@ -624,7 +641,9 @@ class SpanInsights:
             self._duration.record(cell, seconds, span.context)
         if seconds >= self.slow_threshold_s:
             changes.attributes[sc.DB_SLOW] = True
-            slow = self._slow.cell(key[:2], _db_attributes(call.system, operation))
+            slow = self._slow.cells.get(key[:2]) or self._slow.cell(
+                key[:2], _db_attributes(call.system, operation)
+            )
             self._slow.add(slow, 1, span.context)
         root = lineage.local_root(span)  # type: ignore[arg-type]
         if normalized is None or root is None:

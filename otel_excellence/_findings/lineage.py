@@ -59,7 +59,9 @@ def note_start(span: Span, parent_context: Context | None) -> None:
     """Note the span's local root and parent, and whether it is a driver twin."""
     # trace.get_current_span(parent_context), without its layers of calls: on_start
     # runs for every span.
-    current = (parent_context or get_current()).get(_SPAN_KEY)
+    # An empty Context() is falsy but means "no parent" (a new root; extract() of a
+    # message without trace headers): only None means the current context.
+    current = (parent_context if parent_context is not None else get_current()).get(_SPAN_KEY)
     # A local SDK span (remote and absent parents are not); a type check, not the ABC's
     # isinstance, which costs more than all the rest here.
     parent = current if type(current) in _SDK_SPANS else None
