@@ -101,8 +101,8 @@ def alert_rules(slo: Slo) -> list[str]:
         for long, short, factor in pairs:
             threshold = number(factor * (1 - slo.objective))
             conditions.append(
-                f"(\n  slo:sli_error:ratio_rate{long}{{slo=\"{slo.name}\"}} > {threshold}\n"
-                f"  and\n  slo:sli_error:ratio_rate{short}{{slo=\"{slo.name}\"}} > {threshold}\n)"
+                f'(\n  slo:sli_error:ratio_rate{long}{{slo="{slo.name}"}} > {threshold}\n'
+                f'  and\n  slo:sli_error:ratio_rate{short}{{slo="{slo.name}"}} > {threshold}\n)'
             )
         windows = " or ".join(
             f"{long}/{short} above {number(factor)}x" for long, short, factor in pairs
@@ -118,7 +118,8 @@ def alert_rules(slo: Slo) -> list[str]:
             f"          summary: >-\n"
             f"            {{{{ $labels.job }}}} is burning its {slo.name} error budget too fast\n"
             f"          description: >-\n"
-            f"            {slo.summary.capitalize()}: {{{{ $value | humanizePercentage }}}} over the\n"
+            f"            {slo.summary.capitalize()}: "
+            f"{{{{ $value | humanizePercentage }}}} over the\n"
             f"            long window, against a budget of {number((1 - slo.objective) * 100)}% "
             f"(objective {number(slo.objective * 100)}% over 30 days);\n"
             f"            burn rate {windows}.\n"

@@ -1,8 +1,9 @@
 """Real servers for the tests, started on loopback ports from the test setup.
 
 PostgreSQL and Redis come from Debian packages (``make test`` installs them); the
-Collector is built by ``make collector``, Prometheus 3 and promtool by ``make prometheus``. Under ``CI=true`` a missing one fails the
-test that needs it; elsewhere it skips with the command that would provide it.
+Collector is built by ``make collector``, Prometheus 3 and promtool by ``make prometheus``.
+Under ``CI=true`` a missing one fails the test that needs it; elsewhere it skips with the
+command that would provide it.
 """
 
 from __future__ import annotations
