@@ -64,7 +64,8 @@ GATEWAY_JOB = "otelcol-excellence-gateway"  # the scrape job of collector-config
 # service.namespace/service.name, hence the optional namespace prefix.
 SERVICE = 'job=~"(.+/)?$service"'
 REQUESTS = 'span_kind=~"SPAN_KIND_SERVER|SPAN_KIND_CONSUMER"'
-ENVIRONMENT = 'target_info{deployment_environment_name=~"$environment"}'
+IN_ENVIRONMENT = 'deployment_environment_name=~"$environment"'
+ENVIRONMENT = f"target_info{{{IN_ENVIRONMENT}}}"
 GATEWAY = 'instance=~"$gateway"'
 SIGNALS = (("spans", "traces"), ("metric_points", "metrics"), ("log_records", "logs"))
 
@@ -203,6 +204,7 @@ def grid(
         table.Panel()
         .title(title)
         .description(description)
+        .datasource(PROMETHEUS)
         .unit(unit)
         .targets(list(queries))
         .span(width)
@@ -243,7 +245,7 @@ def environment_variable() -> Any:
 
 
 def service_variable() -> Any:
-    query = f"label_values({ENVIRONMENT}, job)"
+    query = f'label_values(target_info{{{IN_ENVIRONMENT},job!="{GATEWAY_JOB}"}}, job)'
     return (
         dashboard.QueryVariable("service")
         .label("Service")
@@ -642,11 +644,12 @@ def errors() -> Board:
     count = f"sum by ({issue}) (increase({errors_selector}[$__range]) * {version})"
     first_seen = (
         f"1000 * min by ({issue}) "
-        f"(min_over_time(timestamp({errors_selector})[$__range:1m]) * {version})"
+        f"(min_over_time(timestamp({errors_selector})[$__range:$__interval]) * {version})"
     )
     last_seen = (
         f"1000 * max by ({issue}) "
-        f"(max_over_time(timestamp(changes({errors_selector}[2m]) > 0)[$__range:1m]) * {version})"
+        f"(max_over_time(timestamp(changes({errors_selector}[2m]) > 0)[$__range:$__interval])"
+        f" * {version})"
     )
     same_dashboard = (
         "/d/otel-excellence-errors?${__url_time_range}&${environment:queryparam}"
@@ -932,7 +935,8 @@ def pipeline() -> Board:
                         "s",
                         promql_table(
                             "time() - max by (job) (max_over_time(timestamp("
-                            f"{ENVIRONMENT.replace('{', '{' + SERVICE + ',')})[$__range:1m]))",
+                            f"target_info{{{SERVICE},{IN_ENVIRONMENT}}})"
+                            "[$__range:$__interval]))",
                             "A",
                         ),
                         height=8,

@@ -134,12 +134,14 @@ def render(slos: list[Slo]) -> str:
         "# `make rules`. Multi-window multi-burn-rate SLO alerts (30-day error budget).\n"
         "groups:\n"
     )
-    groups = []
-    for slo in slos:
-        groups.append(
-            f"  - name: slo-{slo.name}-recordings\n    rules:\n" + "".join(recording_rules(slo))
-        )
-        groups.append(f"  - name: slo-{slo.name}-alerts\n    rules:\n" + "".join(alert_rules(slo)))
+    # One group per SLO, recordings first: a group evaluates its rules in order, so the
+    # alerts always read the ratios recorded in the same evaluation.
+    groups = [
+        f"  - name: slo-{slo.name}\n    rules:\n"
+        + "".join(recording_rules(slo))
+        + "".join(alert_rules(slo))
+        for slo in slos
+    ]
     return header + "\n".join(groups)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -107,3 +108,27 @@ def test_grafana_datasources_link_traces_logs_and_metrics() -> None:
         sources["prometheus"]["jsonData"]["exemplarTraceIdDestinations"][0]["datasourceUid"]
         == "tempo"
     )
+
+
+def test_the_prometheus_build_is_cached_and_reports_its_release() -> None:
+    """A second `make prometheus` reuses the binaries without Go, and they report the
+    release compose pins (the version is set at link time)."""
+    result = subprocess.run(
+        ["scripts/build-prometheus.sh"],
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin"}
+        | {k: os.environ[k] for k in ("HOME", "XDG_CACHE_HOME") if k in os.environ},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "building" not in result.stderr
+    directory = Path(result.stdout.strip())
+    assert directory.name == f"prometheus-{prometheus_version()}"
+    for tool in ("prometheus", "promtool"):
+        version = subprocess.run(
+            [str(directory / tool), "--version"], capture_output=True, text=True, check=True
+        )
+        assert f"{tool}, version {prometheus_version()} " in version.stdout

@@ -216,3 +216,16 @@ def test_traces_and_logs_panels_use_attributes_of_the_telemetry_contract() -> No
     assert traceql and logql
     assert traceql <= contract
     assert logql <= {attribute.replace(".", "_") for attribute in contract}
+
+
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_the_service_variable_offers_service_names(name: str) -> None:
+    """The Service variable lists service.name, cut from `job` (namespace/name) by its
+    regex, and queries put the namespace back as an optional `job` prefix."""
+    [variable] = [v for v in BOARDS[name]["templating"]["list"] if v["name"] == "service"]
+    pattern = re.compile(variable["regex"].strip("/").replace("(?<", "(?P<"))  # JS syntax
+    for job, service in (("shop/checkout", "checkout"), ("checkout", "checkout")):
+        match = pattern.fullmatch(job)
+        assert match and match.group("value") == service
+        assert re.fullmatch(f"(.+/)?{service}", job)
+    assert "otelcol-excellence-gateway" in variable["query"]["query"]  # excluded: not a service
