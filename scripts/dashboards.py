@@ -1,7 +1,7 @@
 """The Grafana dashboards, as code: the one source of grafana/dashboards/*.json.
 
     python scripts/dashboards.py          write grafana/dashboards/*.json (`make dashboards`)
-    python scripts/dashboards.py --check  exit 1 if a committed file differs (a test runs it)
+    python scripts/dashboards.py --check  exit 1 if a committed file differs (as the tests do)
 
 Built with grafana-foundation-sdk (typed builders for Grafana's dashboard schema). Every
 PromQL expression uses the names our gateway really writes to Prometheus (see
