@@ -116,7 +116,11 @@ def test_a_taken_port_is_named_and_the_stack_exits_at_once(tmp_path: Path) -> No
             [sys.executable, str(REPO / "scripts" / "stack.py")],
             env=clean_env(
                 {f"STACK_{name}_PORT": str(value) for name, value in ports.items()}
-                | {"STACK_DIR": str(tmp_path), "OTELCOL_BIN": collector_binary()}
+                | {
+                    "STACK_DIR": str(tmp_path),
+                    "OTELCOL_BIN": collector_binary(),
+                    "PROMETHEUS_BIN_DIR": str(Path(prometheus_tool("prometheus")).parent),
+                }
             ),
             capture_output=True,
             text=True,
