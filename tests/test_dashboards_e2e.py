@@ -148,8 +148,9 @@ def run(
                 f'otelcol_exporter_send_failed_log_records_total{{job="{GATEWAY_JOB}"}}', 60
             ), collector.log()[-3000:]
             assert wait_until(lambda: _rules_evaluated_since(prometheus, ended + 3), 90)
-            # Subqueries step every $__interval (15 s): let one step pass the first sample.
-            time.sleep(max(0.0, ended - result.seconds + 20 - time.time()))
+            # The issues table's subqueries step every $__interval (15 s, aligned to the
+            # clock): let one step pass after the workload's last samples.
+            time.sleep(max(0.0, ended + 16 - time.time()))
             made = json.loads(result.stdout.strip().splitlines()[-1])["requests"]
             yield Run(prometheus, tempo, started, made)
         finally:
