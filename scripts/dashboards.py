@@ -642,15 +642,13 @@ def errors() -> Board:
         return f"sum by ({by}) ({in_environment(f'rate({selector}[$__rate_interval])')})"
 
     count = f"sum by ({issue}) (increase({errors_selector}[$__range]) * {version})"
-    first_seen = (
-        f"1000 * min by ({issue}) "
-        f"(min_over_time(timestamp({errors_selector})[$__range:$__interval]) * {version})"
-    )
-    last_seen = (
-        f"1000 * max by ({issue}) "
-        f"(max_over_time(timestamp(changes({errors_selector}[2m]) > 0)[$__range:$__interval])"
-        f" * {version})"
-    )
+    # Seen = the counter's first sample (it appears with the first error), and the last
+    # step where it changed within 2 minutes (two exports at the SDK's default 60 s); a
+    # counter that never changed again was last seen when it was first seen.
+    appeared = f"min_over_time(timestamp({errors_selector})[$__range:$__interval])"
+    changed = f"max_over_time(timestamp(changes({errors_selector}[2m]) > 0)[$__range:$__interval])"
+    first_seen = f"1000 * min by ({issue}) ({appeared} * {version})"
+    last_seen = f"1000 * max by ({issue}) (({changed} or {appeared}) * {version})"
     same_dashboard = (
         "/d/otel-excellence-errors?${__url_time_range}&${environment:queryparam}"
         "&${service:queryparam}&var-fingerprint=${__data.fields.otel_excellence_error_fingerprint}"
