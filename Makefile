@@ -8,13 +8,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format docs collector stack system-deps venv clean help
+.PHONY: demo test lint format docs collector prometheus rules dashboards stack system-deps venv clean help
 
 help:
 	@echo "make demo       run the demo (creates the venv)"
-	@echo "make test       install test dependencies, build the Collector, lint, run every test"
+	@echo "make test       install test dependencies, build the Collector and Prometheus, lint, run every test"
 	@echo "make lint       ruff and mypy"
 	@echo "make collector  build (or reuse) the otelcol-excellence binary"
+	@echo "make prometheus build (or reuse) prometheus and promtool 3.x"
+	@echo "make rules      regenerate the SLO alert rules from deploy/slos.yaml"
+	@echo "make dashboards regenerate grafana/dashboards/*.json from scripts/dashboards.py"
 	@echo "make stack      the Collector and Prometheus on loopback, without Docker"
 
 $(STAMP): pyproject.toml
@@ -48,12 +51,25 @@ docs: $(STAMP)
 collector:
 	@scripts/build-collector.sh
 
+# Prometheus 3 (the release docker-compose.yml runs), built from its Go module and cached
+# outside the repo; Debian's 2.42 evaluates range windows differently.
+prometheus:
+	@scripts/build-prometheus.sh
+
+rules: $(STAMP)
+	$(BIN)/python scripts/slo_rules.py
+
+dashboards: $(STAMP)
+	$(BIN)/python scripts/dashboards.py
+
 stack: system-deps $(STAMP)
-	OTELCOL_BIN=$$(scripts/build-collector.sh) $(BIN)/python scripts/stack.py
+	OTELCOL_BIN=$$(scripts/build-collector.sh) PROMETHEUS_BIN_DIR=$$(scripts/build-prometheus.sh) \
+	$(BIN)/python scripts/stack.py
 
 # pytest exits 5 when it collected nothing: a suite that ran no test must not pass.
 test: system-deps $(STAMP) lint
 	OTELCOL_BIN=$$(scripts/build-collector.sh) && export OTELCOL_BIN && \
+	PROMETHEUS_BIN_DIR=$$(scripts/build-prometheus.sh) && export PROMETHEUS_BIN_DIR && \
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Install the servers the test suite runs for real, from Debian packages, when missing:
-# PostgreSQL (initdb/pg_ctl), Redis (redis-server), Prometheus (prometheus, promtool), and
-# openssl (the doctor's TLS test makes a certificate with it).
+# PostgreSQL (initdb/pg_ctl), Redis (redis-server), and openssl (the doctor's TLS test
+# makes a certificate with it). Prometheus 3 is built by scripts/build-prometheus.sh
+# (Debian's 2.42 evaluates range windows differently).
 # The tests start their own instances on loopback ports; nothing here starts a service.
 set -euo pipefail
 
 need=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null || need+=(postgresql)
 command -v redis-server >/dev/null || need+=(redis-server)
-command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(prometheus)
 command -v openssl >/dev/null || need+=(openssl)
 
 if [ ${#need[@]} -eq 0 ]; then

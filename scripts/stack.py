@@ -1,8 +1,9 @@
 """`make stack`: the gateway and Prometheus on loopback, for users without Docker.
 
 Runs collector-config/gateway.yaml with the otelcol-excellence binary (OTELCOL_BIN),
-Debian's Prometheus with deploy/prometheus.yml, and - standing in for Tempo and Loki,
-which have no Debian packages - an OTLP receiver that appends what the gateway sends
+Prometheus 3 (PROMETHEUS_BIN_DIR, from `make prometheus`) with deploy/prometheus.yml and
+its rule files, and - standing in for Tempo and Loki, which have no Debian packages - an
+OTLP receiver that appends what the gateway sends
 to .stack/traces.jsonl and .stack/logs.jsonl. Stops cleanly on Ctrl-C or SIGTERM.
 
 Ports (override with STACK_* variables): OTLP 4317/4318, Prometheus 9090, Collector
@@ -14,7 +15,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -110,17 +110,24 @@ class JsonLines:
             handle.write(line)
 
 
+def prometheus_binary() -> str | None:
+    """Prometheus 3 from `make prometheus` (the directory PROMETHEUS_BIN_DIR names)."""
+    directory = os.environ.get("PROMETHEUS_BIN_DIR")
+    path = Path(directory or ".") / "prometheus"
+    return str(path) if directory and os.access(path, os.X_OK) else None
+
+
 def missing_tools(binary: str, prometheus: str | None) -> str | None:
     if not binary or not os.access(binary, os.X_OK):
         return "make stack: OTELCOL_BIN is not set; run it through `make stack`."
     if prometheus is None:
-        return "make stack: prometheus is not installed (apt-get install prometheus)."
+        return "make stack: PROMETHEUS_BIN_DIR is not set; run it through `make stack`."
     return None
 
 
 def main() -> int:
     binary = os.environ.get("OTELCOL_BIN", "")
-    prometheus = shutil.which("prometheus")
+    prometheus = prometheus_binary()
     problem = missing_tools(binary, prometheus)
     if problem is not None or prometheus is None:
         print(problem, file=sys.stderr)
@@ -152,6 +159,7 @@ def main() -> int:
                 f"--storage.tsdb.path={STATE / 'prometheus'}",
                 f"--web.listen-address=127.0.0.1:{prom_port}",
                 "--web.enable-remote-write-receiver",
+                "--enable-feature=exemplar-storage",
             ],
             stdout=log,
             stderr=log,

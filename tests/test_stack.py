@@ -15,20 +15,23 @@ import pytest
 
 from tests.launch import BIN, clean_env
 from tests.support.ports import free_port
-from tests.support.services import REPO, Prometheus, collector_binary, find_tool, missing
+from tests.support.services import REPO, Prometheus, collector_binary, prometheus_tool
 
 pytestmark = pytest.mark.services
 
 
 def test_the_demo_exports_to_the_stack_and_the_data_can_be_seen(tmp_path: Path) -> None:
-    if find_tool("prometheus") is None:
-        missing("prometheus", "`make test` installs the prometheus package")
+    prometheus_bin = Path(prometheus_tool("prometheus")).parent
     ports = {name: free_port() for name in
              ("OTLP_GRPC", "OTLP_HTTP", "PROMETHEUS", "HEALTH", "SINK_GRPC", "SINK_HTTP",
               "SELF_METRICS")}  # fmt: skip
     env = clean_env(
         {f"STACK_{name}_PORT": str(value) for name, value in ports.items()}
-        | {"STACK_DIR": str(tmp_path), "OTELCOL_BIN": collector_binary()}
+        | {
+            "STACK_DIR": str(tmp_path),
+            "OTELCOL_BIN": collector_binary(),
+            "PROMETHEUS_BIN_DIR": str(prometheus_bin),
+        }
     )
     stack = subprocess.Popen(
         [sys.executable, str(REPO / "scripts" / "stack.py")],
@@ -113,7 +116,11 @@ def test_a_taken_port_is_named_and_the_stack_exits_at_once(tmp_path: Path) -> No
             [sys.executable, str(REPO / "scripts" / "stack.py")],
             env=clean_env(
                 {f"STACK_{name}_PORT": str(value) for name, value in ports.items()}
-                | {"STACK_DIR": str(tmp_path), "OTELCOL_BIN": collector_binary()}
+                | {
+                    "STACK_DIR": str(tmp_path),
+                    "OTELCOL_BIN": collector_binary(),
+                    "PROMETHEUS_BIN_DIR": str(Path(prometheus_tool("prometheus")).parent),
+                }
             ),
             capture_output=True,
             text=True,

@@ -1,8 +1,9 @@
 """Real servers for the tests, started on loopback ports from the test setup.
 
-PostgreSQL, Redis and Prometheus come from Debian packages (``make test`` installs them);
-the Collector is built by ``make collector``. Under ``CI=true`` a missing one fails the
-test that needs it; elsewhere it skips with the command that would provide it.
+PostgreSQL and Redis come from Debian packages (``make test`` installs them); the
+Collector is built by ``make collector``, Prometheus 3 and promtool by ``make prometheus``.
+Under ``CI=true`` a missing one fails the test that needs it; elsewhere it skips with the
+command that would provide it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import tempfile
@@ -173,6 +175,35 @@ def wait_until(condition: object, timeout: float = 20.0, interval: float = 0.1) 
     return bool(condition())  # type: ignore[operator]
 
 
+PROMETHEUS_BUILD = REPO / "scripts" / "build-prometheus.sh"
+
+
+def prometheus_version() -> str:
+    """The Prometheus release the repository builds (one line of scripts/build-prometheus.sh)."""
+    match = re.search(r"^version=(\S+)", PROMETHEUS_BUILD.read_text(), re.MULTILINE)
+    assert match, f"no version= line in {PROMETHEUS_BUILD}"
+    return match.group(1)
+
+
+def prometheus_tool(name: str) -> str:
+    """``prometheus`` or ``promtool`` 3.x from `make prometheus` (PROMETHEUS_BIN_DIR, or the
+    cache directory the build script uses); never Debian's 2.42, whose range windows differ."""
+    directories = [os.environ.get("PROMETHEUS_BIN_DIR", "")]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    directories.append(str(cache / "otel-excellence" / f"prometheus-{prometheus_version()}"))
+    for directory in filter(None, directories):
+        path = Path(directory) / name
+        if os.access(path, os.X_OK):
+            return str(path)
+    missing(f"{name} {prometheus_version()}", "run `make prometheus`")
+
+
+# The command-line flags docker-compose.yml and `make stack` give Prometheus too
+# (tests/test_compose.py keeps them equal): the gateway's remote write, and exemplars,
+# which are silently dropped without the feature flag.
+PROMETHEUS_FLAGS = ("--web.enable-remote-write-receiver", "--enable-feature=exemplar-storage")
+
+
 @dataclass
 class Prometheus:
     port: int
@@ -191,6 +222,15 @@ class Prometheus:
             raise RuntimeError(f"Prometheus query {promql!r} failed: {body}")
         return list(body["data"]["result"])
 
+    def api(self, path: str, **params: str) -> Any:
+        """GET /api/v1/<path>; the response's ``data``."""
+        address = f"{self.url}/api/v1/{path}?" + urllib.parse.urlencode(params)
+        with urllib.request.urlopen(address, timeout=30) as response:  # noqa: S310 - loopback
+            body = json.load(response)
+        if body.get("status") != "success":
+            raise RuntimeError(f"Prometheus {path} {params} failed: {body}")
+        return body["data"]
+
     def wait_for(self, promql: str, timeout: float = 60.0) -> list[dict[str, Any]]:
         """The first non-empty result of ``promql`` within ``timeout``, else []."""
         deadline = time.monotonic() + timeout
@@ -203,32 +243,32 @@ class Prometheus:
 
 @contextmanager
 def prometheus_server() -> Iterator[Prometheus]:
-    """Debian's Prometheus with the shipped config and its remote-write receiver on."""
-    binary = find_tool("prometheus")
-    if binary is None:
-        missing("prometheus", "`make test` installs the prometheus package")
+    """Prometheus 3 with the shipped config (and so its rule files), flags as in compose."""
+    binary = prometheus_tool("prometheus")
     base = tempfile.mkdtemp(prefix="otel-excellence-prom-")
     config = str(REPO / "deploy" / "prometheus.yml")  # the file docker-compose.yml uses
     port = free_port()
+    log = open(os.path.join(base, "prometheus.log"), "ab")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [
             binary,
             f"--config.file={config}",
             f"--storage.tsdb.path={base}/data",
             f"--web.listen-address=127.0.0.1:{port}",
-            "--web.enable-remote-write-receiver",
+            *PROMETHEUS_FLAGS,
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
     )
     server = Prometheus(port, f"http://127.0.0.1:{port}")
     try:
         if not wait_until(lambda: _ready(server), timeout=60):
-            raise RuntimeError("Prometheus did not become ready")
+            raise RuntimeError(f"Prometheus did not become ready:\n{Path(log.name).read_text()}")
         yield server
     finally:
         process.terminate()
         process.wait(30)
+        log.close()
         shutil.rmtree(base, ignore_errors=True)
 
 
