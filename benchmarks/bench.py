@@ -1,0 +1,499 @@
+"""`make bench`: otel-excellence side by side with vanilla OpenTelemetry and pydantic logfire.
+
+Stages (all by default; ``--stages`` picks some):
+  request    CPU per reference request, every configuration, live and dead endpoint:
+             fresh processes, configurations round-robin (rotated each round), ratios
+             paired per round; medians and IQR
+  callgrind  instructions per reference request (valgrind's callgrind, live endpoint)
+  rss        RSS growth over 200,000 spans at a dead endpoint
+  spans      per-span cost by span kind (span_chain.py)
+  logs       one bridged log event (log_bridge.py)
+  shutdown   exit time with a dead collector (shutdown.py)
+  gateway    our gateway's throughput on this machine (gateway_load.py)
+
+Peers run from their own venvs (``_venvs.py``) in a folder outside the checkout. Results
+are printed as Markdown and written as JSON (``--json``); ``--plot`` draws the PNG.
+
+    make bench                    # everything, ~20 min on 2 idle cores
+    make bench BENCH_ARGS=--quick # a few minutes: fewer rounds and requests
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _venvs  # noqa: E402 - benchmarks/ is not a package
+from _sink import HttpSink, decode  # noqa: E402
+from _stats import paired, summarize  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+STAGES = ("request", "callgrind", "rss", "spans", "logs", "shutdown", "gateway")
+ENDPOINTS = ("live", "dead")
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    venv: str
+    instrumented: bool  # started the way `opentelemetry-instrument` starts a program
+    label: str
+    env: tuple[tuple[str, str], ...] = ()
+
+
+CONFIGS = {
+    c.name: c
+    for c in (
+        Config("none", "vanilla", False, "uninstrumented"),
+        Config("vanilla", "vanilla", True, "vanilla OpenTelemetry (opentelemetry-distro)"),
+        Config("ours", "ours", True, "otel-excellence, everything on"),
+        Config(
+            "ours-bare", "ours", True, "otel-excellence, enrichers removed",
+            env=(("OXBENCH_NO_ENRICHERS", "1"),),
+        ),  # fmt: skip
+        Config("logfire", "logfire", False, "pydantic logfire 5.4 (send_to_logfire=False)"),
+    )
+}
+
+
+def say(*parts: object) -> None:
+    print(*parts, file=sys.stderr, flush=True)
+
+
+# -- services -------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"bench: nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[int]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("bench: redis-server is not installed (make system-deps installs it)")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+         "no", "--dir", str(workdir), "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+# -- one measured process -------------------------------------------------------------
+@dataclass
+class Peers:
+    venvs: dict[str, _venvs.Venv] = field(default_factory=dict)
+    autodirs: dict[str, str] = field(default_factory=dict)
+    ours_content: str = ""
+
+    def autodir(self, venv: _venvs.Venv) -> str:
+        if venv.name not in self.autodirs:
+            self.autodirs[venv.name] = subprocess.run(
+                [venv.python, "-c", "import os, opentelemetry.instrumentation.auto_instrumentation "
+                 "as m; print(os.path.dirname(m.__file__))"],
+                capture_output=True, text=True, check=True, cwd=_venvs.CACHE,
+            ).stdout.strip()  # fmt: skip
+        return self.autodirs[venv.name]
+
+
+def prepare(names: set[str]) -> Peers:
+    peers = Peers()
+    for name in sorted(names):
+        peers.venvs[name] = _venvs.ensure(name, say)
+    if "ours" in peers.venvs:
+        peers.ours_content = _venvs.install_ours(peers.venvs["ours"], say)
+    return peers
+
+
+def child_env(config: Config, endpoint: str, workdir: Path, peers: Peers) -> dict[str, str]:
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "XDG_CACHE_HOME")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.update(
+        {
+            "OTEL_SERVICE_NAME": f"bench-{config.name}",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_METRICS_EXPORTER": "otlp",
+            "OTEL_LOGS_EXPORTER": "otlp",
+            # otel-excellence's default interval; vanilla's is 60 s. The same for all.
+            "OTEL_METRIC_EXPORT_INTERVAL": "15000",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    )
+    env.update(dict(config.env))
+    if config.instrumented:
+        # Exactly what `opentelemetry-instrument python app.py` sets before it execs the
+        # program: its sitecustomize first, then the working directory. Done here without
+        # the exec hop so that valgrind sees one program.
+        venv = peers.venvs[config.venv]
+        env["PYTHONPATH"] = os.pathsep.join([peers.autodir(venv), str(workdir)])
+    return env
+
+
+def run_driver(
+    config: Config,
+    endpoint: str,
+    peers: Peers,
+    workdir: Path,
+    redis_port: int,
+    *,
+    warmup: int,
+    requests: int,
+    flush: bool = False,
+    prefix: list[str] | None = None,
+    extra: list[str] | None = None,
+) -> dict[str, Any]:
+    venv = peers.venvs[config.venv]
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{config.name}-", dir=workdir))
+    db = Path("/dev/shm") if Path("/dev/shm").is_dir() else run_dir
+    db_path = Path(tempfile.mkdtemp(prefix="oxbench-db-", dir=db)) / "bench.db"
+    args = [
+        *(prefix or []), venv.python, str(workdir / "request_app.py"), "--config", config.name,
+        "--redis-port", str(redis_port), "--db", str(db_path), "--warmup", str(warmup),
+        "--requests", str(requests), *(["--flush"] if flush else []), *(extra or []),
+    ]  # fmt: skip
+    log = run_dir / "stderr.log"
+    try:
+        with log.open("wb") as stderr:
+            result = subprocess.run(
+                args, cwd=run_dir, env=child_env(config, endpoint, run_dir, peers),
+                stdout=subprocess.PIPE, stderr=stderr, timeout=1800, check=False,
+            )  # fmt: skip
+    finally:
+        shutil.rmtree(db_path.parent, ignore_errors=True)
+    line = next(
+        (x for x in result.stdout.decode().splitlines() if x.startswith("BENCH-RESULT ")), None
+    )
+    if result.returncode != 0 or line is None:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise SystemExit(f"bench: {config.name} failed (exit {result.returncode}):\n{tail}")
+    measured: dict[str, Any] = json.loads(line.split(" ", 1)[1])
+    measured["stderr_log"] = str(log)
+    check_loaded(config, measured["loaded"], peers)
+    return measured
+
+
+def check_loaded(config: Config, loaded: dict[str, Any], peers: Peers) -> None:
+    """Refuse to report a process that did not run what its configuration names."""
+    ours_file = loaded["otel_excellence"]
+    problems = []
+    if config.venv == "ours":
+        venv_path = str(peers.venvs["ours"].path)
+        if not ours_file or not ours_file.startswith(venv_path):
+            problems.append(f"otel_excellence loaded from {ours_file}, not from {venv_path}")
+        if config.name == "ours-bare" and not loaded["switch_applied"]:
+            problems.append(
+                "the enrichers switch did not apply "
+                f"({loaded.get('switch_error') or 'configurator._enrichers is gone'}); "
+                "update SWITCH_MODULE in benchmarks/_venvs.py"
+            )
+        if config.name == "ours" and loaded["switch_applied"]:
+            problems.append("the enrichers switch applied without being asked")
+    elif ours_file:
+        problems.append(f"otel_excellence was loaded ({ours_file}): the egg-info trap")
+    if config.instrumented and loaded["tracer_provider"] != "TracerProvider":
+        problems.append(f"no SDK tracer provider ({loaded['tracer_provider']})")
+    if config.name == "logfire" and not loaded["logfire"]:
+        problems.append("logfire not loaded")
+    if problems:
+        raise SystemExit(f"bench: {config.name}: " + "; ".join(problems))
+
+
+# -- stage: request ---------------------------------------------------------------------
+def dead_endpoint() -> str:
+    # A loopback port nobody listens on: every export is refused at once.
+    return f"http://127.0.0.1:{free_port()}"
+
+
+def stage_request(args: argparse.Namespace, peers: Peers, workdir: Path) -> dict[str, Any]:
+    runs = [("none", "live")] + [
+        (name, endpoint) for name in CONFIGS if name != "none" for endpoint in ENDPOINTS
+    ]
+    cpu: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
+    wall: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
+    thread: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
+    exported: dict[str, Any] = {}
+    sink = HttpSink().start()
+    try:
+        with redis_server(workdir) as redis_port:
+            for round_index in range(args.rounds):
+                shift = round_index % len(runs)
+                order = runs[shift:] + runs[:shift]
+                say(f"bench: request round {round_index + 1}/{args.rounds}")
+                for name, kind in order:
+                    config = CONFIGS[name]
+                    verify = round_index == 0 and kind == "live" and name != "none"
+                    sink.keep = verify
+                    sink.take()
+                    result = run_driver(
+                        config,
+                        sink.endpoint if kind == "live" else dead_endpoint(),
+                        peers, workdir, redis_port,
+                        warmup=args.warmup, requests=args.requests, flush=verify,
+                    )  # fmt: skip
+                    cpu[(name, kind)].append(result["cpu_us"])
+                    wall[(name, kind)].append(result["wall_us"])
+                    thread[(name, kind)].append(result["thread_cpu_us"])
+                    if verify:
+                        received = decode(sink.take()).as_dict()
+                        received["per_request"] = {
+                            key: received[key] / result["total_requests"]
+                            for key in ("spans", "logs", "metric_points")
+                        }
+                        exported[name] = received
+    finally:
+        sink.stop()
+    check_exports(exported)
+    return {
+        "rounds": args.rounds,
+        "requests": args.requests,
+        "warmup": args.warmup,
+        "cpu_us": {f"{n}/{k}": v for (n, k), v in cpu.items()},
+        "wall_us": {f"{n}/{k}": v for (n, k), v in wall.items()},
+        "thread_cpu_us": {f"{n}/{k}": v for (n, k), v in thread.items()},
+        "exported": exported,
+    }
+
+
+def check_exports(exported: dict[str, Any]) -> None:
+    """What each configuration exported in its first live run: proof it ran as named."""
+    problems = []
+    for name, received in exported.items():
+        if received["spans"] == 0:
+            problems.append(f"{name} exported no spans")
+        if name in ("vanilla", "ours-bare") and received["ours_attributes"]:
+            problems.append(f"{name} exported otel-excellence attributes")
+        if name == "ours" and not received["ours_attributes"]:
+            problems.append("ours exported no otel-excellence attribute")
+        if name != "logfire" and received["logs"] == 0:
+            problems.append(f"{name} exported no log record")
+    if problems:
+        raise SystemExit("bench: " + "; ".join(problems))
+    counts = {n: r["per_request"]["spans"] for n, r in exported.items() if n != "logfire"}
+    if counts and max(counts.values()) - min(counts.values()) > 0.05:
+        say(f"bench: WARNING spans per request differ between OTel configurations: {counts}")
+
+
+def report_request(data: dict[str, Any]) -> list[str]:
+    cpu = data["cpu_us"]
+    lines = [
+        f"### CPU per request ({data['rounds']} rounds x {data['requests']} requests per "
+        f"process, after {data['warmup']} warm-up requests)",
+        "",
+        "CPU = user + system time of the whole process (every thread, the batch "
+        "processors' export threads included) over the measured requests.",
+        "",
+        "| configuration | endpoint | CPU µs/request | × uninstrumented | × vanilla "
+        "(paired) | × logfire (paired) | dead ÷ live (paired) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, values in cpu.items():
+        name, kind = key.split("/")
+        row = [CONFIGS[name].label, kind if name != "none" else "-", summarize(values).fmt(0)]
+        row.append(paired(values, cpu["none/live"]).fmt())
+        row.append(paired(values, cpu[f"vanilla/{kind}"]).fmt() if name != "none" else "")
+        row.append(paired(values, cpu[f"logfire/{kind}"]).fmt() if name != "none" else "")
+        row.append(paired(values, cpu[f"{name}/live"]).fmt() if kind == "dead" else "")
+        lines.append("| " + " | ".join(row) + " |")
+    spans = data["exported"].get("ours", {}).get("per_request", {}).get("spans")
+    if spans:
+        extra = [a - b for a, b in zip(cpu["ours/live"], cpu["ours-bare/live"], strict=True)]
+        lines += [
+            "",
+            f"Enrichment on the reference request ({spans:.2f} spans/request): "
+            f"{summarize([e / spans for e in extra]).fmt(1, ' µs')} per span "
+            "(everything on minus enrichers removed, paired per round).",
+        ]
+    lines += [
+        "",
+        "| configuration | spans/request | log records/request | metric points exported |",
+        "|---|---|---|---|",
+    ]
+    for name, received in data["exported"].items():
+        per = received["per_request"]
+        lines.append(
+            f"| {CONFIGS[name].label} | {per['spans']:.2f} | {per['logs']:.2f} | "
+            f"{received['metric_points']} |"
+        )
+    return lines
+
+
+# -- stage: callgrind ---------------------------------------------------------------------
+def callgrind_lib(say_: Any = say) -> Path | None:
+    """A tiny shared library that switches callgrind's instrumentation on and off."""
+    source = HERE / "callgrind_toggle.c"
+    if not shutil.which("valgrind") or not shutil.which("gcc"):
+        say_("bench: valgrind or gcc missing; no instruction counts")
+        return None
+    import hashlib
+
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    lib = _venvs.CACHE / f"callgrind_toggle-{digest}.so"
+    if not lib.exists():
+        built = subprocess.run(
+            ["gcc", "-O2", "-shared", "-fPIC", "-o", str(lib), str(source)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if built.returncode != 0:
+            say_(f"bench: cannot build the callgrind toggle: {built.stderr.strip()}")
+            return None
+    return lib
+
+
+def stage_callgrind(args: argparse.Namespace, peers: Peers, workdir: Path) -> dict[str, Any]:
+    lib = callgrind_lib()
+    if lib is None:
+        return {}
+    results: dict[str, float] = {}
+    sink = HttpSink(keep=False).start()
+    try:
+        with redis_server(workdir) as redis_port:
+            for name in CONFIGS:
+                out = workdir / f"callgrind-{name}"
+                out.mkdir()
+                say(f"bench: callgrind {name} ({args.callgrind_requests} requests)")
+                started = time.monotonic()
+                run_driver(
+                    CONFIGS[name], sink.endpoint, peers, workdir, redis_port,
+                    warmup=args.callgrind_warmup, requests=args.callgrind_requests,
+                    prefix=["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                            f"--callgrind-out-file={out}/callgrind.out.%p"],
+                    extra=["--callgrind-lib", str(lib)],
+                )  # fmt: skip
+                total = 0
+                for path in out.iterdir():
+                    for line in path.read_text(errors="replace").splitlines():
+                        if line.startswith(("summary:", "totals:")):
+                            total = max(total, int(line.split()[1]))
+                results[name] = total / args.callgrind_requests
+                say(f"bench:   {results[name]:,.0f} instructions/request "
+                    f"({time.monotonic() - started:.0f} s)")  # fmt: skip
+    finally:
+        sink.stop()
+    return {"requests": args.callgrind_requests, "instructions": results}
+
+
+def report_callgrind(data: dict[str, Any]) -> list[str]:
+    if not data:
+        return ["### Instructions per request", "", "valgrind not available: not measured."]
+    ins = data["instructions"]
+    lines = [
+        f"### Instructions per request (callgrind, {data['requests']} requests, live endpoint, "
+        "all threads)",
+        "",
+        "| configuration | instructions/request | × vanilla | × logfire |",
+        "|---|---|---|---|",
+    ]
+    for name, value in ins.items():
+        lines.append(
+            f"| {CONFIGS[name].label} | {value:,.0f} | {value / ins['vanilla']:.2f} | "
+            f"{value / ins['logfire']:.2f} |"
+        )
+    return lines
+
+
+# -- main ---------------------------------------------------------------------------------
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
+        cpu = next((x.split(":", 1)[1].strip() for x in info if x.startswith("model name")), cpu)
+    load = os.getloadavg()
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "load_at_start": f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and requests")
+    parser.add_argument("--stages", default=",".join(STAGES))
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--requests", type=int)
+    parser.add_argument("--warmup", type=int)
+    parser.add_argument("--callgrind-requests", type=int, default=300)
+    parser.add_argument("--callgrind-warmup", type=int, default=50)
+    parser.add_argument("--rss-spans", type=int)
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--plot", type=Path, help="draw the PNG here")
+    args = parser.parse_args()
+    args.rounds = args.rounds or (3 if args.quick else 11)
+    args.requests = args.requests or (400 if args.quick else 2000)
+    args.warmup = args.warmup or (100 if args.quick else 300)
+    args.rss_spans = args.rss_spans or (50_000 if args.quick else 200_000)
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        parser.error(f"unknown stage(s) {sorted(unknown)}; known: {', '.join(STAGES)}")
+
+    info = machine()
+    say(f"bench: {info['date']} on {info['cores']} x {info['cpu']} (load {info['load_at_start']})")
+    peers = prepare({"vanilla", "ours", "logfire"})
+    info["pins"] = json.dumps({n: _venvs.pins(v) for n, v in peers.venvs.items()})
+    info["otel_excellence_sources"] = peers.ours_content
+    results: dict[str, Any] = {"machine": info, "args": sys.argv[1:]}
+    report: list[str] = []
+    workdir = Path(tempfile.mkdtemp(prefix="run-", dir=_venvs.CACHE))
+    shutil.copy2(HERE / "request_app.py", workdir / "request_app.py")
+    try:
+        for stage in stages:
+            started = time.monotonic()
+            if stage == "request":
+                results["request"] = stage_request(args, peers, workdir)
+                report += report_request(results["request"])
+            elif stage == "callgrind":
+                results["callgrind"] = stage_callgrind(args, peers, workdir)
+                report += report_callgrind(results["callgrind"])
+            else:
+                say(f"bench: stage {stage} not built yet")
+                continue
+            report.append("")
+            say(f"bench: stage {stage} took {time.monotonic() - started:.0f} s")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print("\n".join(report))
+    target = args.json or _venvs.CACHE / "results" / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(results, indent=1))
+    say(f"bench: results in {target}")
+
+
+if __name__ == "__main__":
+    main()
