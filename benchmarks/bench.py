@@ -46,6 +46,25 @@ from _stats import paired, summarize  # noqa: E402
 HERE = Path(__file__).resolve().parent
 STAGES = ("request", "callgrind", "rss", "spans", "logs", "shutdown", "gateway")
 ENDPOINTS = ("live", "dead")
+# stage -> (script, title, {quick: arguments})
+SCRIPTS = {
+    "spans": (
+        "span_chain.py",
+        "Per-span cost by span kind (CPU µs of the application's thread, span_chain.py)",
+        {False: ["--rounds", "11", "--iterations", "4000"],
+         True: ["--rounds", "3", "--iterations", "1500"]},
+    ),
+    "logs": (
+        "log_bridge.py",
+        "One bridged log event (CPU µs of the calling thread, log_bridge.py)",
+        {False: ["--rounds", "9"], True: ["--rounds", "3", "--iterations", "2000"]},
+    ),
+    "shutdown": (
+        "shutdown.py",
+        "Exit time with a dead collector (shutdown.py)",
+        {False: ["--runs", "3", "--spans", "10", "5000"], True: ["--runs", "1", "--spans", "10"]},
+    ),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -262,7 +281,7 @@ def stage_request(args: argparse.Namespace, peers: Peers, workdir: Path) -> dict
                         config,
                         sink.endpoint if kind == "live" else dead_endpoint(),
                         peers, workdir, redis_port,
-                        warmup=args.warmup, requests=args.requests, flush=verify,
+                        warmup=args.warmup, requests=args.requests, flush=kind == "live",
                     )  # fmt: skip
                     cpu[(name, kind)].append(result["cpu_us"])
                     wall[(name, kind)].append(result["wall_us"])
@@ -391,7 +410,7 @@ def stage_callgrind(args: argparse.Namespace, peers: Peers, workdir: Path) -> di
                     warmup=args.callgrind_warmup, requests=args.callgrind_requests,
                     prefix=["valgrind", "--tool=callgrind", "--instr-atstart=no",
                             f"--callgrind-out-file={out}/callgrind.out.%p"],
-                    extra=["--callgrind-lib", str(lib)],
+                    extra=["--callgrind-lib", str(lib)], flush=True,
                 )  # fmt: skip
                 total = 0
                 for path in out.iterdir():
@@ -423,6 +442,62 @@ def report_callgrind(data: dict[str, Any]) -> list[str]:
             f"{value / ins['logfire']:.2f} |"
         )
     return lines
+
+
+# -- stage: rss --------------------------------------------------------------------------
+def stage_rss(args: argparse.Namespace, peers: Peers, workdir: Path, spans: float) -> dict[str, Any]:
+    """RSS after a warm-up (queue full, drop path running) and after ``--rss-spans`` more."""
+    requests = int(args.rss_spans / spans + 0.5)
+    results: dict[str, Any] = {"spans": args.rss_spans, "requests": requests}
+    with redis_server(workdir) as redis_port:
+        for name in ("vanilla", "ours"):
+            say(f"bench: rss {name}: {requests} requests ({args.rss_spans} spans) at a dead endpoint")
+            measured = run_driver(
+                CONFIGS[name], dead_endpoint(), peers, workdir, redis_port,
+                warmup=1000, requests=requests,
+            )  # fmt: skip
+            results[name] = {
+                "rss_before_kib": measured["rss_before_kib"],
+                "rss_after_kib": measured["rss_after_kib"],
+                "growth_mib": (measured["rss_after_kib"] - measured["rss_before_kib"]) / 1024,
+                "cpu_us": measured["cpu_us"],
+            }
+    return results
+
+
+def report_rss(data: dict[str, Any]) -> list[str]:
+    lines = [
+        f"### Memory at a dead endpoint ({data['spans']:,} spans = {data['requests']:,} "
+        "requests after 1,000 warm-up requests)",
+        "",
+        "| configuration | RSS after warm-up MiB | RSS after MiB | growth MiB | CPU µs/request |",
+        "|---|---|---|---|---|",
+    ]
+    for name in ("vanilla", "ours"):
+        r = data[name]
+        lines.append(
+            f"| {CONFIGS[name].label} | {r['rss_before_kib'] / 1024:.1f} | "
+            f"{r['rss_after_kib'] / 1024:.1f} | {r['growth_mib']:.1f} | {r['cpu_us']:.0f} |"
+        )
+    return lines
+
+
+# -- stages run as scripts in otel-excellence's venv -------------------------------------------
+def run_script(
+    peers: Peers, workdir: Path, script: str, script_args: list[str]
+) -> tuple[str, dict[str, Any]]:
+    """A benchmark script in the ours venv, from outside the checkout; (table, json)."""
+    out = workdir / f"{script}.json"
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "XDG_CACHE_HOME")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env["OTEL_SERVICE_NAME"] = "bench"
+    result = subprocess.run(
+        [peers.venvs["ours"].python, str(HERE / script), *script_args, "--json", str(out)],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=3600, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise SystemExit(f"bench: {script} failed:\n{result.stderr[-3000:]}")
+    return result.stdout.strip(), json.loads(out.read_text())
 
 
 # -- main ---------------------------------------------------------------------------------
@@ -481,6 +556,20 @@ def main() -> None:
             elif stage == "callgrind":
                 results["callgrind"] = stage_callgrind(args, peers, workdir)
                 report += report_callgrind(results["callgrind"])
+            elif stage == "rss":
+                spans = (
+                    results.get("request", {}).get("exported", {}).get("ours", {})
+                    .get("per_request", {}).get("spans", 8.0)
+                )  # fmt: skip
+                results["rss"] = stage_rss(args, peers, workdir, spans)
+                report += report_rss(results["rss"])
+            elif stage in SCRIPTS:
+                script, title, script_args = SCRIPTS[stage]
+                say(f"bench: {stage} ({script})")
+                table, results[stage] = run_script(
+                    peers, workdir, script, script_args[args.quick]
+                )
+                report += [f"### {title}", "", table]
             else:
                 say(f"bench: stage {stage} not built yet")
                 continue

@@ -191,7 +191,13 @@ def main() -> None:
     parser.add_argument("--db", required=True)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--flush", action="store_true", help="flush all signals at the end")
+    parser.add_argument(
+        "--flush",
+        action="store_true",
+        help="flush every signal before and at the end of the measured requests, so the "
+        "window holds exactly the export of what it produced (live endpoint only: at a dead "
+        "one a flush waits for the exporter's retries)",
+    )
     parser.add_argument("--callgrind-lib", help="toggle callgrind around the measured loop")
     args = parser.parse_args()
 
@@ -205,6 +211,8 @@ def main() -> None:
 
     for n in range(args.warmup):
         one_request(app, n)
+    if args.flush:
+        _flush(args.config, logfire)
     gc.collect()
     rss_before = _rss_kib()
     if toggle is not None:
@@ -212,6 +220,8 @@ def main() -> None:
     cpu0, wall0, thread0 = time.process_time(), time.perf_counter(), time.thread_time()
     for n in range(args.warmup, args.warmup + args.requests):
         one_request(app, n)
+    if args.flush:
+        _flush(args.config, logfire)
     # process_time: CPU of every thread of the process (the request thread, the batch
     # processors' export threads, the metric reader), user + system.
     cpu1, wall1, thread1 = time.process_time(), time.perf_counter(), time.thread_time()
@@ -219,8 +229,6 @@ def main() -> None:
         toggle.oxbench_stop()
     gc.collect()
     rss_after = _rss_kib()
-    if args.flush:
-        _flush(args.config, logfire)
     result = {
         "config": args.config,
         "requests": args.requests,
