@@ -35,7 +35,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
 
@@ -118,44 +118,55 @@ def _attributes(kvs: Any) -> Iterator[str]:
         yield kv.key
 
 
-def decode(bodies: list[tuple[str, str | None, bytes]]) -> Received:
-    """Count spans, log records and metric points in OTLP/HTTP protobuf bodies."""
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-        ExportMetricsServiceRequest,
-    )
+def _traces(body: bytes, received: Received) -> None:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
 
+    for resource_spans in ExportTraceServiceRequest.FromString(body).resource_spans:
+        received.services.update(
+            kv.value.string_value
+            for kv in resource_spans.resource.attributes
+            if kv.key == "service.name"
+        )
+        for scope in resource_spans.scope_spans:
+            for span in scope.spans:
+                received.spans += 1
+                received.span_names[span.name] += 1
+                received.attribute_keys.update(_attributes(span.attributes))
+
+
+def _logs(body: bytes, received: Received) -> None:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    for resource_logs in ExportLogsServiceRequest.FromString(body).resource_logs:
+        for scope in resource_logs.scope_logs:
+            received.logs += len(scope.log_records)
+
+
+def _metrics(body: bytes, received: Received) -> None:
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    for resource_metrics in ExportMetricsServiceRequest.FromString(body).resource_metrics:
+        for scope in resource_metrics.scope_metrics:
+            for metric in scope.metrics:
+                received.metric_names.add(metric.name)
+                kind = metric.WhichOneof("data")
+                if kind is not None:
+                    received.metric_points += len(getattr(metric, kind).data_points)
+
+
+def decode(bodies: list[tuple[str, str | None, bytes]]) -> Received:
+    """Count spans, log records and metric points in OTLP/HTTP protobuf bodies."""
     received = Received()
+    readers = {"/v1/traces": _traces, "/v1/logs": _logs, "/v1/metrics": _metrics}
     for path, encoding, raw in bodies:
         body = gzip.decompress(raw) if encoding == "gzip" else raw
-        if path.endswith("/v1/traces"):
-            traces = ExportTraceServiceRequest.FromString(body)
-            for resource_spans in traces.resource_spans:
-                for kv in resource_spans.resource.attributes:
-                    if kv.key == "service.name":
-                        received.services.add(kv.value.string_value)
-                for scope in resource_spans.scope_spans:
-                    for span in scope.spans:
-                        received.spans += 1
-                        received.span_names[span.name] += 1
-                        received.attribute_keys.update(_attributes(span.attributes))
-        elif path.endswith("/v1/logs"):
-            logs = ExportLogsServiceRequest.FromString(body)
-            for resource_logs in logs.resource_logs:
-                for scope in resource_logs.scope_logs:
-                    received.logs += len(scope.log_records)
-        elif path.endswith("/v1/metrics"):
-            metrics = ExportMetricsServiceRequest.FromString(body)
-            for resource_metrics in metrics.resource_metrics:
-                for scope in resource_metrics.scope_metrics:
-                    for metric in scope.metrics:
-                        received.metric_names.add(metric.name)
-                        kind = metric.WhichOneof("data")
-                        if kind is not None:
-                            received.metric_points += len(getattr(metric, kind).data_points)
+        for suffix, read in readers.items():
+            if path.endswith(suffix):
+                read(body, received)
     return received
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ class Summary:
 
 
 def summarize(values: Sequence[float]) -> Summary:
-    values = [v for v in values if v == v]  # drop NaN
+    values = [v for v in values if not math.isnan(v)]
     if not values:
         return Summary(float("nan"), float("nan"), float("nan"), 0)
     if len(values) < 4:

@@ -26,7 +26,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 REQUIREMENTS = HERE / "requirements"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "otel-excellence" / "bench"
+CACHE = (
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "otel-excellence" / "bench"
+)
 
 # The "enrichers removed" switch exists only in the bench's otel-excellence venv: a .pth
 # file runs at interpreter start-up, before `opentelemetry-instrument`'s sitecustomize,
@@ -116,7 +118,10 @@ def ensure(name: str, say: object = print) -> Venv:
     say(f"bench: building the {name} venv in {path} (once per set of pins; log: {log})")  # type: ignore[operator]
     _run([_base_python(), "-m", "venv", str(path)], log)
     _run([venv.python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"], log)
-    _run([venv.python, "-m", "pip", "install", "--quiet", "-r", str(REQUIREMENTS / f"{name}.txt")], log)
+    _run(
+        [venv.python, "-m", "pip", "install", "--quiet", "-r", str(REQUIREMENTS / f"{name}.txt")],
+        log,
+    )
     if name == "ours":
         site = subprocess.run(
             [venv.python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],

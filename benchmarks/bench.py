@@ -39,9 +39,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _venvs  # noqa: E402 - benchmarks/ is not a package
-from _sink import HttpSink, decode  # noqa: E402
-from _stats import paired, summarize  # noqa: E402
+import _venvs
+from _sink import HttpSink, decode
+from _stats import paired, summarize
 
 HERE = Path(__file__).resolve().parent
 STAGES = ("request", "callgrind", "rss", "spans", "logs", "shutdown", "gateway")
@@ -83,9 +83,12 @@ CONFIGS = {
         Config("vanilla", "vanilla", True, "vanilla OpenTelemetry (opentelemetry-distro)"),
         Config("ours", "ours", True, "otel-excellence, everything on"),
         Config(
-            "ours-bare", "ours", True, "otel-excellence, enrichers removed",
+            "ours-bare",
+            "ours",
+            True,
+            "otel-excellence, enrichers removed",
             env=(("OXBENCH_NO_ENRICHERS", "1"),),
-        ),  # fmt: skip
+        ),
         Config("logfire", "logfire", False, "pydantic logfire 5.4 (send_to_logfire=False)"),
     )
 }
@@ -197,7 +200,9 @@ def run_driver(
 ) -> dict[str, Any]:
     venv = peers.venvs[config.venv]
     run_dir = Path(tempfile.mkdtemp(prefix=f"{config.name}-", dir=workdir))
-    db = Path("/dev/shm") if Path("/dev/shm").is_dir() else run_dir
+    # tmpfs where there is one: the INSERT's commit must not wait for a disk.
+    shm = Path("/dev/shm")  # noqa: S108 - a private mkdtemp inside it, removed after the run
+    db = shm if shm.is_dir() else run_dir
     db_path = Path(tempfile.mkdtemp(prefix="oxbench-db-", dir=db)) / "bench.db"
     args = [
         *(prefix or []), venv.python, str(workdir / "request_app.py"), "--config", config.name,
@@ -400,13 +405,13 @@ def stage_callgrind(args: argparse.Namespace, peers: Peers, workdir: Path) -> di
     sink = HttpSink(keep=False).start()
     try:
         with redis_server(workdir) as redis_port:
-            for name in CONFIGS:
+            for name, config in CONFIGS.items():
                 out = workdir / f"callgrind-{name}"
                 out.mkdir()
                 say(f"bench: callgrind {name} ({args.callgrind_requests} requests)")
                 started = time.monotonic()
                 run_driver(
-                    CONFIGS[name], sink.endpoint, peers, workdir, redis_port,
+                    config, sink.endpoint, peers, workdir, redis_port,
                     warmup=args.callgrind_warmup, requests=args.callgrind_requests,
                     prefix=["valgrind", "--tool=callgrind", "--instr-atstart=no",
                             f"--callgrind-out-file={out}/callgrind.out.%p"],
@@ -445,13 +450,15 @@ def report_callgrind(data: dict[str, Any]) -> list[str]:
 
 
 # -- stage: rss --------------------------------------------------------------------------
-def stage_rss(args: argparse.Namespace, peers: Peers, workdir: Path, spans: float) -> dict[str, Any]:
+def stage_rss(
+    args: argparse.Namespace, peers: Peers, workdir: Path, spans: float
+) -> dict[str, Any]:
     """RSS after a warm-up (queue full, drop path running) and after ``--rss-spans`` more."""
     requests = int(args.rss_spans / spans + 0.5)
     results: dict[str, Any] = {"spans": args.rss_spans, "requests": requests}
     with redis_server(workdir) as redis_port:
         for name in ("vanilla", "ours"):
-            say(f"bench: rss {name}: {requests} requests ({args.rss_spans} spans) at a dead endpoint")
+            say(f"bench: rss {name}: {requests} requests ({args.rss_spans} spans), dead endpoint")
             measured = run_driver(
                 CONFIGS[name], dead_endpoint(), peers, workdir, redis_port,
                 warmup=1000, requests=requests,
@@ -516,16 +523,19 @@ def machine() -> dict[str, str]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="fewer rounds and requests")
-    parser.add_argument("--stages", default=",".join(STAGES))
-    parser.add_argument("--rounds", type=int)
-    parser.add_argument("--requests", type=int)
-    parser.add_argument("--warmup", type=int)
+    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated")
+    parser.add_argument("--rounds", type=int, help="request rounds (11; quick 3)")
+    parser.add_argument("--requests", type=int, help="measured requests per process (2000)")
+    parser.add_argument("--warmup", type=int, help="warm-up requests per process (300)")
     parser.add_argument("--callgrind-requests", type=int, default=300)
     parser.add_argument("--callgrind-warmup", type=int, default=50)
-    parser.add_argument("--rss-spans", type=int)
+    parser.add_argument("--rss-spans", type=int, help="spans at the dead endpoint (200000)")
+    parser.add_argument("--gateway-seconds", type=float, help="hold 20,000 spans/s (60 s)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--plot", type=Path, help="draw the PNG here")
     args = parser.parse_args()
@@ -533,47 +543,66 @@ def main() -> None:
     args.requests = args.requests or (400 if args.quick else 2000)
     args.warmup = args.warmup or (100 if args.quick else 300)
     args.rss_spans = args.rss_spans or (50_000 if args.quick else 200_000)
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    unknown = set(stages) - set(STAGES)
+    args.gateway_seconds = args.gateway_seconds or (15 if args.quick else 60)
+    args.stage_list = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = set(args.stage_list) - set(STAGES)
     if unknown:
         parser.error(f"unknown stage(s) {sorted(unknown)}; known: {', '.join(STAGES)}")
+    return args
 
+
+def run_stage(
+    stage: str, args: argparse.Namespace, peers: Peers, workdir: Path, results: dict[str, Any]
+) -> list[str]:
+    """Run one stage, store its data in ``results``, return its Markdown."""
+    if stage == "request":
+        results["request"] = stage_request(args, peers, workdir)
+        return report_request(results["request"])
+    if stage == "callgrind":
+        results["callgrind"] = stage_callgrind(args, peers, workdir)
+        return report_callgrind(results["callgrind"])
+    if stage == "rss":
+        exported = results.get("request", {}).get("exported", {})
+        spans = exported.get("ours", {}).get("per_request", {}).get("spans", 8.0)
+        results["rss"] = stage_rss(args, peers, workdir, spans)
+        return report_rss(results["rss"])
+    if stage == "gateway":
+        import gateway_load
+
+        rates = [20_000] if args.quick else [20_000, 30_000, 40_000, 60_000, 80_000]
+        results["gateway"] = gateway_load.measure(
+            rates, args.gateway_seconds, 20, generators=2, traces_per_batch=128, say=say
+        )
+        return [
+            "### Our gateway (collector-config/gateway.yaml, GOMAXPROCS=2, gateway_load.py)",
+            "",
+            gateway_load.report(results["gateway"]),
+        ]
+    script, title, script_args = SCRIPTS[stage]
+    say(f"bench: {stage} ({script})")
+    table, results[stage] = run_script(peers, workdir, script, script_args[args.quick])
+    return [f"### {title}", "", table]
+
+
+def main() -> None:
+    args = parse_args()
     info = machine()
     say(f"bench: {info['date']} on {info['cores']} x {info['cpu']} (load {info['load_at_start']})")
     peers = prepare({"vanilla", "ours", "logfire"})
     info["pins"] = json.dumps({n: _venvs.pins(v) for n, v in peers.venvs.items()})
     info["otel_excellence_sources"] = peers.ours_content
     results: dict[str, Any] = {"machine": info, "args": sys.argv[1:]}
-    report: list[str] = []
+    report = [
+        f"## {info['date']}: {info['cores']} x {info['cpu']}, Python {info['python']}, "
+        f"load average at start {info['load_at_start']}",
+        "",
+    ]
     workdir = Path(tempfile.mkdtemp(prefix="run-", dir=_venvs.CACHE))
     shutil.copy2(HERE / "request_app.py", workdir / "request_app.py")
     try:
-        for stage in stages:
+        for stage in args.stage_list:
             started = time.monotonic()
-            if stage == "request":
-                results["request"] = stage_request(args, peers, workdir)
-                report += report_request(results["request"])
-            elif stage == "callgrind":
-                results["callgrind"] = stage_callgrind(args, peers, workdir)
-                report += report_callgrind(results["callgrind"])
-            elif stage == "rss":
-                spans = (
-                    results.get("request", {}).get("exported", {}).get("ours", {})
-                    .get("per_request", {}).get("spans", 8.0)
-                )  # fmt: skip
-                results["rss"] = stage_rss(args, peers, workdir, spans)
-                report += report_rss(results["rss"])
-            elif stage in SCRIPTS:
-                script, title, script_args = SCRIPTS[stage]
-                say(f"bench: {stage} ({script})")
-                table, results[stage] = run_script(
-                    peers, workdir, script, script_args[args.quick]
-                )
-                report += [f"### {title}", "", table]
-            else:
-                say(f"bench: stage {stage} not built yet")
-                continue
-            report.append("")
+            report += [*run_stage(stage, args, peers, workdir, results), ""]
             say(f"bench: stage {stage} took {time.monotonic() - started:.0f} s")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -582,6 +611,17 @@ def main() -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(results, indent=1))
     say(f"bench: results in {target}")
+    if args.plot:
+        plot(target, args.plot)
+
+
+def plot(results: Path, png: Path) -> None:
+    """Draw the PNG with matplotlib from the bench's own tools venv."""
+    tools = _venvs.ensure("tools", say)
+    subprocess.run(
+        [tools.python, str(HERE / "plot.py"), str(results), str(png)], check=True, cwd=_venvs.CACHE
+    )
+    say(f"bench: plot in {png}")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from otel_excellence._logs.bridge import BridgeProcessor, _typed_stdlib_attributes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _stats import paired  # noqa: E402
+from _stats import paired
 
 
 class NoOpExporter(LogRecordExporter):
@@ -132,9 +132,7 @@ def main() -> None:
             f"{ratio.fmt()} |"
         )
     if args.json:
-        args.json.write_text(
-            json.dumps({f"{n}/{s}": v for (n, s), v in results.items()}, indent=1)
-        )
+        args.json.write_text(json.dumps({f"{n}/{s}": v for (n, s), v in results.items()}, indent=1))
 
 
 if __name__ == "__main__":

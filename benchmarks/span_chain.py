@@ -44,7 +44,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import SpanKind
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _stats import paired, summarize  # noqa: E402
+from _stats import paired, summarize
 
 SETUPS = ("sdk", "bare", "distro")
 KINDS = ("root", "internal", "db", "failed")
@@ -173,8 +173,8 @@ def main() -> None:
             per_span[setup][kind] = [a - b for a, b in zip(raw[setup][kind], roots, strict=True)]
 
     print(
-        f"| span kind | vanilla SDK µs | ours, enrichers removed µs | ours µs | "
-        f"enrichment µs (ours - removed) | ours ÷ vanilla |"
+        "| span kind | vanilla SDK µs | ours, enrichers removed µs | ours µs | "
+        "enrichment µs (ours - removed) | ours ÷ vanilla |"
     )
     print("|---|---|---|---|---|---|")
     for kind in KINDS:
