@@ -264,7 +264,7 @@ def dead_endpoint() -> str:
 
 def stage_request(args: argparse.Namespace, peers: Peers, workdir: Path) -> dict[str, Any]:
     runs = [("none", "live")] + [
-        (name, endpoint) for name in CONFIGS if name != "none" for endpoint in ENDPOINTS
+        (name, endpoint) for name in args.config_list if name != "none" for endpoint in ENDPOINTS
     ]
     cpu: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
     wall: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
@@ -331,6 +331,10 @@ def check_exports(exported: dict[str, Any]) -> None:
         say(f"bench: WARNING spans per request differ between OTel configurations: {counts}")
 
 
+def ratio(cpu: dict[str, list[float]], key: str, base: str) -> str:
+    return paired(cpu[key], cpu[base]).fmt() if base in cpu else "n/a"
+
+
 def report_request(data: dict[str, Any]) -> list[str]:
     cpu = data["cpu_us"]
     lines = [
@@ -347,13 +351,13 @@ def report_request(data: dict[str, Any]) -> list[str]:
     for key, values in cpu.items():
         name, kind = key.split("/")
         row = [CONFIGS[name].label, kind if name != "none" else "-", summarize(values).fmt(0)]
-        row.append(paired(values, cpu["none/live"]).fmt())
-        row.append(paired(values, cpu[f"vanilla/{kind}"]).fmt() if name != "none" else "")
-        row.append(paired(values, cpu[f"logfire/{kind}"]).fmt() if name != "none" else "")
-        row.append(paired(values, cpu[f"{name}/live"]).fmt() if kind == "dead" else "")
+        row.append(ratio(cpu, key, "none/live"))
+        row.append(ratio(cpu, key, f"vanilla/{kind}") if name != "none" else "")
+        row.append(ratio(cpu, key, f"logfire/{kind}") if name != "none" else "")
+        row.append(ratio(cpu, key, f"{name}/live") if kind == "dead" else "")
         lines.append("| " + " | ".join(row) + " |")
     spans = data["exported"].get("ours", {}).get("per_request", {}).get("spans")
-    if spans:
+    if spans and "ours-bare/live" in cpu:
         extra = [a - b for a, b in zip(cpu["ours/live"], cpu["ours-bare/live"], strict=True)]
         lines += [
             "",
@@ -405,7 +409,8 @@ def stage_callgrind(args: argparse.Namespace, peers: Peers, workdir: Path) -> di
     sink = HttpSink(keep=False).start()
     try:
         with redis_server(workdir) as redis_port:
-            for name, config in CONFIGS.items():
+            for name in args.config_list:
+                config = CONFIGS[name]
                 out = workdir / f"callgrind-{name}"
                 out.mkdir()
                 say(f"bench: callgrind {name} ({args.callgrind_requests} requests)")
@@ -442,10 +447,10 @@ def report_callgrind(data: dict[str, Any]) -> list[str]:
         "|---|---|---|---|",
     ]
     for name, value in ins.items():
-        lines.append(
-            f"| {CONFIGS[name].label} | {value:,.0f} | {value / ins['vanilla']:.2f} | "
-            f"{value / ins['logfire']:.2f} |"
-        )
+        vs = [
+            f"{value / ins[base]:.2f}" if base in ins else "n/a" for base in ("vanilla", "logfire")
+        ]
+        lines.append(f"| {CONFIGS[name].label} | {value:,.0f} | {' | '.join(vs)} |")
     return lines
 
 
@@ -529,25 +534,32 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="fewer rounds and requests")
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated")
-    parser.add_argument("--rounds", type=int, help="request rounds (11; quick 3)")
-    parser.add_argument("--requests", type=int, help="measured requests per process (2000)")
+    parser.add_argument("--rounds", type=int, help="request rounds (9; quick 3)")
+    parser.add_argument("--requests", type=int, help="measured requests per process (1500)")
     parser.add_argument("--warmup", type=int, help="warm-up requests per process (300)")
-    parser.add_argument("--callgrind-requests", type=int, default=300)
-    parser.add_argument("--callgrind-warmup", type=int, default=50)
+    parser.add_argument("--callgrind-requests", type=int, help="requests under callgrind (200)")
+    parser.add_argument("--callgrind-warmup", type=int, default=30)
     parser.add_argument("--rss-spans", type=int, help="spans at the dead endpoint (200000)")
     parser.add_argument("--gateway-seconds", type=float, help="hold 20,000 spans/s (60 s)")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated")
     parser.add_argument("--json", type=Path, help="write the results here")
-    parser.add_argument("--plot", type=Path, help="draw the PNG here")
+    parser.add_argument("--plot", type=Path, help="draw the PNG here (default: beside the JSON)")
+    parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args()
-    args.rounds = args.rounds or (3 if args.quick else 11)
-    args.requests = args.requests or (400 if args.quick else 2000)
+    args.rounds = args.rounds or (3 if args.quick else 9)
+    args.requests = args.requests or (400 if args.quick else 1500)
     args.warmup = args.warmup or (100 if args.quick else 300)
+    args.callgrind_requests = args.callgrind_requests or (60 if args.quick else 200)
     args.rss_spans = args.rss_spans or (50_000 if args.quick else 200_000)
     args.gateway_seconds = args.gateway_seconds or (15 if args.quick else 60)
     args.stage_list = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = set(args.stage_list) - set(STAGES)
     if unknown:
         parser.error(f"unknown stage(s) {sorted(unknown)}; known: {', '.join(STAGES)}")
+    chosen = {c.strip() for c in args.configs.split(",") if c.strip()}
+    if chosen - set(CONFIGS):
+        parser.error(f"unknown configuration(s) {sorted(chosen - set(CONFIGS))}")
+    args.config_list = [name for name in CONFIGS if name in chosen or name == "none"]
     return args
 
 
@@ -569,7 +581,7 @@ def run_stage(
     if stage == "gateway":
         import gateway_load
 
-        rates = [20_000] if args.quick else [20_000, 30_000, 40_000, 60_000, 80_000]
+        rates = [20_000] if args.quick else [20_000, 40_000, 80_000]
         results["gateway"] = gateway_load.measure(
             rates, args.gateway_seconds, 20, generators=2, traces_per_batch=128, say=say
         )
@@ -588,7 +600,8 @@ def main() -> None:
     args = parse_args()
     info = machine()
     say(f"bench: {info['date']} on {info['cores']} x {info['cpu']} (load {info['load_at_start']})")
-    peers = prepare({"vanilla", "ours", "logfire"})
+    needed = {CONFIGS[name].venv for name in args.config_list} | {"ours"}
+    peers = prepare(needed | ({"vanilla"} if "rss" in args.stage_list else set()))
     info["pins"] = json.dumps({n: _venvs.pins(v) for n, v in peers.venvs.items()})
     info["otel_excellence_sources"] = peers.ours_content
     results: dict[str, Any] = {"machine": info, "args": sys.argv[1:]}
@@ -611,8 +624,8 @@ def main() -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(results, indent=1))
     say(f"bench: results in {target}")
-    if args.plot:
-        plot(target, args.plot)
+    if not args.no_plot and {"request", "spans"} & set(results):
+        plot(target, args.plot or target.with_suffix(".png"))
 
 
 def plot(results: Path, png: Path) -> None:
