@@ -28,6 +28,7 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,7 +63,7 @@ SCRIPTS = {
     "shutdown": (
         "shutdown.py",
         "Exit time with a dead collector (shutdown.py)",
-        {False: ["--runs", "3", "--spans", "10", "5000"], True: ["--runs", "1", "--spans", "10"]},
+        {False: ["--runs", "2", "--spans", "10", "5000"], True: ["--runs", "1", "--spans", "10"]},
     ),
 }  # fmt: skip
 
@@ -435,7 +436,7 @@ def stage_callgrind(args: argparse.Namespace, peers: Peers, workdir: Path) -> di
     return {"requests": args.callgrind_requests, "instructions": results}
 
 
-def report_callgrind(data: dict[str, Any]) -> list[str]:
+def report_callgrind(data: dict[str, Any], spans: float | None = None) -> list[str]:
     if not data:
         return ["### Instructions per request", "", "valgrind not available: not measured."]
     ins = data["instructions"]
@@ -451,6 +452,12 @@ def report_callgrind(data: dict[str, Any]) -> list[str]:
             f"{value / ins[base]:.2f}" if base in ins else "n/a" for base in ("vanilla", "logfire")
         ]
         lines.append(f"| {CONFIGS[name].label} | {value:,.0f} | {' | '.join(vs)} |")
+    if spans and "ours" in ins and "ours-bare" in ins:
+        lines += [
+            "",
+            f"Enrichment: {(ins['ours'] - ins['ours-bare']) / spans:,.0f} instructions per span "
+            f"({spans:.2f} spans/request; everything on minus enrichers removed).",
+        ]
     return lines
 
 
@@ -534,10 +541,10 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="fewer rounds and requests")
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated")
-    parser.add_argument("--rounds", type=int, help="request rounds (9; quick 3)")
-    parser.add_argument("--requests", type=int, help="measured requests per process (1500)")
+    parser.add_argument("--rounds", type=int, help="request rounds (7; quick 3)")
+    parser.add_argument("--requests", type=int, help="measured requests per process (1200)")
     parser.add_argument("--warmup", type=int, help="warm-up requests per process (300)")
-    parser.add_argument("--callgrind-requests", type=int, help="requests under callgrind (200)")
+    parser.add_argument("--callgrind-requests", type=int, help="requests under callgrind (150)")
     parser.add_argument("--callgrind-warmup", type=int, default=30)
     parser.add_argument("--rss-spans", type=int, help="spans at the dead endpoint (200000)")
     parser.add_argument("--gateway-seconds", type=float, help="hold 20,000 spans/s (60 s)")
@@ -545,11 +552,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--plot", type=Path, help="draw the PNG here (default: beside the JSON)")
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--reprint", type=Path, help="print the tables of a saved results JSON")
     args = parser.parse_args()
-    args.rounds = args.rounds or (3 if args.quick else 9)
-    args.requests = args.requests or (400 if args.quick else 1500)
+    args.rounds = args.rounds or (3 if args.quick else 7)
+    args.requests = args.requests or (400 if args.quick else 1200)
     args.warmup = args.warmup or (100 if args.quick else 300)
-    args.callgrind_requests = args.callgrind_requests or (60 if args.quick else 200)
+    args.callgrind_requests = args.callgrind_requests or (60 if args.quick else 150)
     args.rss_spans = args.rss_spans or (50_000 if args.quick else 200_000)
     args.gateway_seconds = args.gateway_seconds or (15 if args.quick else 60)
     args.stage_list = [s.strip() for s in args.stages.split(",") if s.strip()]
@@ -563,6 +571,13 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def spans_per_request(results: dict[str, Any]) -> float | None:
+    """What the request stage counted at the receiver for otel-excellence, if it ran."""
+    exported = results.get("request", {}).get("exported", {})
+    spans = exported.get("ours", {}).get("per_request", {}).get("spans")
+    return float(spans) if spans else None
+
+
 def run_stage(
     stage: str, args: argparse.Namespace, peers: Peers, workdir: Path, results: dict[str, Any]
 ) -> list[str]:
@@ -572,11 +587,9 @@ def run_stage(
         return report_request(results["request"])
     if stage == "callgrind":
         results["callgrind"] = stage_callgrind(args, peers, workdir)
-        return report_callgrind(results["callgrind"])
+        return report_callgrind(results["callgrind"], spans_per_request(results))
     if stage == "rss":
-        exported = results.get("request", {}).get("exported", {})
-        spans = exported.get("ours", {}).get("per_request", {}).get("spans", 8.0)
-        results["rss"] = stage_rss(args, peers, workdir, spans)
+        results["rss"] = stage_rss(args, peers, workdir, spans_per_request(results) or 8.0)
         return report_rss(results["rss"])
     if stage == "gateway":
         import gateway_load
@@ -596,8 +609,147 @@ def run_stage(
     return [f"### {title}", "", table]
 
 
+def report_targets(results: dict[str, Any]) -> list[str]:
+    """Issue 13's targets beside this run's figures (reported, never asserted)."""
+    rows: list[tuple[str, str, str]] = []
+
+    def median_ratio(data: dict[str, list[float]], a: str, b: str) -> float | None:
+        return paired(data[a], data[b]).median if a in data and b in data else None
+
+    def verdict(value: float | None, limit: float) -> str:
+        if value is None:
+            return "not measured"
+        return "met" if value <= limit else "missed"
+
+    cpu = results.get("request", {}).get("cpu_us", {})
+    ins = results.get("callgrind", {}).get("instructions", {})
+    spans = spans_per_request(results)
+    value = median_ratio(cpu, "ours/live", "vanilla/live")
+    extra = (
+        f"; instructions {ins['ours'] / ins['vanilla']:.2f}"
+        if {"ours", "vanilla"} <= set(ins)
+        else ""
+    )
+    rows.append(
+        (
+            "everything on ≤ 1.05× vanilla CPU/request (stretch ≤ 1.00)",
+            f"{value:.2f}{extra}" if value else "n/a",
+            verdict(value, 1.05),
+        )
+    )
+    value = median_ratio(cpu, "ours/live", "logfire/live")
+    rows.append(
+        ("everything on ≤ 0.55× logfire", f"{value:.2f}" if value else "n/a", verdict(value, 0.55))
+    )
+    if spans and "ours/live" in cpu and "ours-bare/live" in cpu:
+        extra_cpu = [
+            (a - b) / spans for a, b in zip(cpu["ours/live"], cpu["ours-bare/live"], strict=True)
+        ]
+        value = summarize(extra_cpu).median
+        text = f"{value:.1f} µs"
+        if {"ours", "ours-bare"} <= set(ins):
+            text += f" ({(ins['ours'] - ins['ours-bare']) / spans:,.0f} instructions)"
+        rows.append(("enrichment ≤ 3 µs/span on the reference request", text, verdict(value, 3.0)))
+    per_span = results.get("spans", {}).get("per_span_us", {})
+    if per_span:
+        for kind in per_span.get("distro", {}):
+            diff = [
+                a - b for a, b in zip(per_span["distro"][kind], per_span["bare"][kind], strict=True)
+            ]
+            value = summarize(diff).median
+            rows.append(
+                (
+                    f"enrichment ≤ 3 µs/span: {kind} span (span_chain.py)",
+                    f"{value:.1f} µs",
+                    verdict(value, 3.0),
+                )
+            )
+    value = median_ratio(cpu, "ours/dead", "ours/live")
+    rows.append(
+        (
+            "dead endpoint ≤ 1.02× live, per request",
+            f"{value:.2f}" if value else "n/a",
+            verdict(value, 1.02),
+        )
+    )
+    rss = results.get("rss", {})
+    if "ours" in rss:
+        value = rss["ours"]["growth_mib"]
+        rows.append(
+            (
+                f"RSS growth ≤ 10 MiB over {rss['spans']:,} spans at a dead endpoint",
+                f"{value:.1f} MiB",
+                verdict(value, 10.0)
+                if rss["spans"] >= 200_000
+                else "fewer spans than the target's",
+            )
+        )
+    logs = results.get("logs", {})
+    for event in ("structlog event", "stdlib record"):
+        if f"{event}/distro" in logs:
+            value = median_ratio(logs, f"{event}/distro", f"{event}/vanilla")
+            rows.append(
+                (f"log bridge ≤ 1.05× vanilla's: {event}", f"{value:.2f}", verdict(value, 1.05))
+            )
+    exits = results.get("shutdown", {})
+    for key, times in exits.items():
+        if key.endswith("/otel-excellence"):
+            rows.append(
+                (
+                    f"exit time with a dead collector, {key.split('/')[0]} spans",
+                    f"{statistics.median(times):.2f} s (vanilla "
+                    f"{statistics.median(exits[key.replace('otel-excellence', 'vanilla')]):.2f} s)",
+                    "reported",
+                )
+            )
+    gateway = results.get("gateway", {}).get("levels", [])
+    if gateway:
+        first = gateway[0]
+        best = max(
+            (lv for lv in gateway if lv["sustained"]),
+            default=None,
+            key=lambda lv: lv["achieved_spans_per_s"],
+        )
+        text = (
+            f"{first['achieved_spans_per_s']:,.0f} spans/s, refused {first['refused_spans']:,.0f}, "
+            f"RSS peak {first['gateway_rss_peak_mib']:.0f} MiB"
+        )
+        if best is not None:
+            text += f"; highest sustained here {best['achieved_spans_per_s']:,.0f}/s"
+        rows.append(
+            (
+                "gateway ≥ 20,000 spans/s on 2 cores, nothing refused",
+                text,
+                "met" if first["sustained"] and first["target_spans_per_s"] >= 20_000 else "missed",
+            )
+        )
+    lines = ["### Targets (issue 13)", "", "| target | this run | |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return lines
+
+
+def reprint(path: Path) -> None:
+    """The Markdown of a saved run, without measuring again."""
+    results = json.loads(path.read_text())
+    tables = results.get("tables", {})
+    renderers = {
+        "request": report_request,
+        "callgrind": lambda d: report_callgrind(d, spans_per_request(results)),
+        "rss": report_rss,
+    }
+    for stage in STAGES:
+        if stage in tables:
+            print("\n".join(tables[stage]) + "\n")
+        elif stage in results and stage in renderers:
+            print("\n".join(renderers[stage](results[stage])) + "\n")
+    print("\n".join(report_targets(results)))
+
+
 def main() -> None:
     args = parse_args()
+    if args.reprint:
+        reprint(args.reprint)
+        return
     info = machine()
     say(f"bench: {info['date']} on {info['cores']} x {info['cpu']} (load {info['load_at_start']})")
     needed = {CONFIGS[name].venv for name in args.config_list} | {"ours"}
@@ -612,13 +764,16 @@ def main() -> None:
     ]
     workdir = Path(tempfile.mkdtemp(prefix="run-", dir=_venvs.CACHE))
     shutil.copy2(HERE / "request_app.py", workdir / "request_app.py")
+    results["tables"] = {}
     try:
         for stage in args.stage_list:
             started = time.monotonic()
-            report += [*run_stage(stage, args, peers, workdir, results), ""]
+            results["tables"][stage] = run_stage(stage, args, peers, workdir, results)
+            report += [*results["tables"][stage], ""]
             say(f"bench: stage {stage} took {time.monotonic() - started:.0f} s")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    report += report_targets(results)
     print("\n".join(report))
     target = args.json or _venvs.CACHE / "results" / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
     target.parent.mkdir(parents=True, exist_ok=True)

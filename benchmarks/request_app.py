@@ -217,6 +217,7 @@ def main() -> None:
     rss_before = _rss_kib()
     if toggle is not None:
         toggle.oxbench_start()
+    times0 = os.times()
     cpu0, wall0, thread0 = time.process_time(), time.perf_counter(), time.thread_time()
     for n in range(args.warmup, args.warmup + args.requests):
         one_request(app, n)
@@ -225,6 +226,7 @@ def main() -> None:
     # process_time: CPU of every thread of the process (the request thread, the batch
     # processors' export threads, the metric reader), user + system.
     cpu1, wall1, thread1 = time.process_time(), time.perf_counter(), time.thread_time()
+    times1 = os.times()
     if toggle is not None:
         toggle.oxbench_stop()
     gc.collect()
@@ -235,6 +237,7 @@ def main() -> None:
         "total_requests": args.warmup + args.requests,
         "cpu_us": (cpu1 - cpu0) / args.requests * 1e6,
         "thread_cpu_us": (thread1 - thread0) / args.requests * 1e6,
+        "system_cpu_us": (times1.system - times0.system) / args.requests * 1e6,
         "wall_us": (wall1 - wall0) / args.requests * 1e6,
         "rss_before_kib": rss_before,
         "rss_after_kib": rss_after,
