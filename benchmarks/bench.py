@@ -469,7 +469,8 @@ def stage_rss(
     requests = int(args.rss_spans / spans + 0.5)
     results: dict[str, Any] = {"spans": args.rss_spans, "requests": requests}
     with redis_server(workdir) as redis_port:
-        for name in ("vanilla", "ours"):
+        # The uninstrumented app's own growth (SQLite's table, allocator) is the baseline.
+        for name in ("none", "vanilla", "ours"):
             say(f"bench: rss {name}: {requests} requests ({args.rss_spans} spans), dead endpoint")
             measured = run_driver(
                 CONFIGS[name], dead_endpoint(), peers, workdir, redis_port,
@@ -489,14 +490,20 @@ def report_rss(data: dict[str, Any]) -> list[str]:
         f"### Memory at a dead endpoint ({data['spans']:,} spans = {data['requests']:,} "
         "requests after 1,000 warm-up requests)",
         "",
-        "| configuration | RSS after warm-up MiB | RSS after MiB | growth MiB | CPU µs/request |",
-        "|---|---|---|---|---|",
+        "| configuration | RSS after warm-up MiB | RSS after MiB | growth MiB | growth over "
+        "uninstrumented MiB | CPU µs/request |",
+        "|---|---|---|---|---|---|",
     ]
-    for name in ("vanilla", "ours"):
+    base = data.get("none", {}).get("growth_mib")
+    for name in ("none", "vanilla", "ours"):
+        if name not in data:
+            continue
         r = data[name]
+        over = f"{r['growth_mib'] - base:.1f}" if base is not None and name != "none" else ""
         lines.append(
             f"| {CONFIGS[name].label} | {r['rss_before_kib'] / 1024:.1f} | "
-            f"{r['rss_after_kib'] / 1024:.1f} | {r['growth_mib']:.1f} | {r['cpu_us']:.0f} |"
+            f"{r['rss_after_kib'] / 1024:.1f} | {r['growth_mib']:.1f} | {over} | "
+            f"{r['cpu_us']:.0f} |"
         )
     return lines
 
@@ -674,7 +681,7 @@ def report_targets(results: dict[str, Any]) -> list[str]:
     )
     rss = results.get("rss", {})
     if "ours" in rss:
-        value = rss["ours"]["growth_mib"]
+        value = rss["ours"]["growth_mib"] - rss.get("none", {}).get("growth_mib", 0.0)
         rows.append(
             (
                 f"RSS growth ≤ 10 MiB over {rss['spans']:,} spans at a dead endpoint",
@@ -745,11 +752,32 @@ def reprint(path: Path) -> None:
     print("\n".join(report_targets(results)))
 
 
+@contextlib.contextmanager
+def exclusive() -> Iterator[None]:
+    """One bench at a time: two would disturb each other's figures, and a second one may
+    re-install otel-excellence into the venv the first is measuring."""
+    import fcntl
+
+    _venvs.CACHE.mkdir(parents=True, exist_ok=True)
+    with (_venvs.CACHE / "bench.lock").open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say("bench: another bench run holds the lock; waiting for it to finish")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def main() -> None:
     args = parse_args()
     if args.reprint:
         reprint(args.reprint)
         return
+    with exclusive():
+        measure_all(args)
+
+
+def measure_all(args: argparse.Namespace) -> None:
     info = machine()
     say(f"bench: {info['date']} on {info['cores']} x {info['cpu']} (load {info['load_at_start']})")
     needed = {CONFIGS[name].venv for name in args.config_list} | {"ours"}
