@@ -46,7 +46,7 @@ if os.environ.get("OXBENCH_NO_ENRICHERS") == "1":
         from otel_excellence._config import configurator as _configurator
 
         if callable(getattr(_configurator, "_enrichers", None)):
-            def _no_enrichers(settings):
+            def _no_enrichers(*args, **kwargs):
                 return []
 
             _configurator._enrichers = _no_enrichers

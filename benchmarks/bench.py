@@ -478,6 +478,7 @@ def stage_rss(
             )  # fmt: skip
             results[name] = {
                 "rss_before_kib": measured["rss_before_kib"],
+                "rss_mid_kib": measured.get("rss_mid_kib", 0),
                 "rss_after_kib": measured["rss_after_kib"],
                 "growth_mib": (measured["rss_after_kib"] - measured["rss_before_kib"]) / 1024,
                 "cpu_us": measured["cpu_us"],
@@ -490,9 +491,9 @@ def report_rss(data: dict[str, Any]) -> list[str]:
         f"### Memory at a dead endpoint ({data['spans']:,} spans = {data['requests']:,} "
         "requests after 1,000 warm-up requests)",
         "",
-        "| configuration | RSS after warm-up MiB | RSS after MiB | growth MiB | growth over "
-        "uninstrumented MiB | CPU µs/request |",
-        "|---|---|---|---|---|---|",
+        "| configuration | RSS after warm-up MiB | half-way MiB | RSS after MiB | growth MiB | "
+        "growth over uninstrumented MiB | CPU µs/request |",
+        "|---|---|---|---|---|---|---|",
     ]
     base = data.get("none", {}).get("growth_mib")
     for name in ("none", "vanilla", "ours"):
@@ -502,7 +503,8 @@ def report_rss(data: dict[str, Any]) -> list[str]:
         over = f"{r['growth_mib'] - base:.1f}" if base is not None and name != "none" else ""
         lines.append(
             f"| {CONFIGS[name].label} | {r['rss_before_kib'] / 1024:.1f} | "
-            f"{r['rss_after_kib'] / 1024:.1f} | {r['growth_mib']:.1f} | {over} | "
+            f"{r.get('rss_mid_kib', 0) / 1024:.1f} | {r['rss_after_kib'] / 1024:.1f} | "
+            f"{r['growth_mib']:.1f} | {over} | "
             f"{r['cpu_us']:.0f} |"
         )
     return lines

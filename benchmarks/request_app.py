@@ -219,8 +219,12 @@ def main() -> None:
         toggle.oxbench_start()
     times0 = os.times()
     cpu0, wall0, thread0 = time.process_time(), time.perf_counter(), time.thread_time()
+    rss_mid = 0
+    half = args.warmup + args.requests // 2
     for n in range(args.warmup, args.warmup + args.requests):
         one_request(app, n)
+        if n == half:
+            rss_mid = _rss_kib()  # linear growth vs a level reached: a leak vs a buffer filling
     if args.flush:
         _flush(args.config, logfire)
     # process_time: CPU of every thread of the process (the request thread, the batch
@@ -240,6 +244,7 @@ def main() -> None:
         "system_cpu_us": (times1.system - times0.system) / args.requests * 1e6,
         "wall_us": (wall1 - wall0) / args.requests * 1e6,
         "rss_before_kib": rss_before,
+        "rss_mid_kib": rss_mid,
         "rss_after_kib": rss_after,
         "loaded": _loaded(),
     }

@@ -63,14 +63,18 @@ def provider(setup: str) -> TracerProvider:
         return tracer_provider
     from otel_excellence._config import configurator
     from otel_excellence._config.settings import Settings
+    from otel_excellence._export.metrics import FastMetrics, readers_of
     from otel_excellence._export.shutdown import ShutdownPlan
 
     original = configurator._enrichers
     if setup == "bare":
-        configurator._enrichers = lambda settings: []  # type: ignore[assignment]
+        configurator._enrichers = lambda *args: []  # type: ignore[assignment]
     try:
         settings = Settings.load()
-        kwargs = configurator._sdk_kwargs(settings, ShutdownPlan(3000, "bench"))
+        instruments = FastMetrics()
+        kwargs = configurator._sdk_kwargs(settings, ShutdownPlan(3000, "bench"), instruments)
+        # As configure_sdk does: our metrics aggregate in process, read by the SDK's readers.
+        instruments.attach(*readers_of(metrics.get_meter_provider()))
     finally:
         configurator._enrichers = original  # type: ignore[assignment]
     for processor in kwargs["span_processors"]:
