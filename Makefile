@@ -19,7 +19,7 @@ help:
 	@echo "make rules      regenerate the SLO alert rules from deploy/slos.yaml"
 	@echo "make dashboards regenerate grafana/dashboards/*.json from scripts/dashboards.py"
 	@echo "make stack      the Collector and Prometheus on loopback, without Docker"
-	@echo "make bench      overhead side by side with vanilla OTel and logfire (~25 min;"
+	@echo "make bench      overhead side by side with vanilla OTel and logfire (~15-30 min;"
 	@echo "                BENCH_ARGS=--quick: a few minutes); see docs/benchmarks.md"
 
 $(STAMP): pyproject.toml
@@ -77,7 +77,7 @@ test: system-deps $(STAMP) lint
 	exit $$rc
 
 # Not part of `make test`: builds the peers' venvs under ~/.cache/otel-excellence/bench
-# (once per set of pins) and measures for ~25 minutes; BENCH_ARGS=--quick for a few.
+# (once per set of pins) and measures for 15-30 minutes; BENCH_ARGS=--quick for ~10.
 BENCH_ARGS ?=
 bench: system-deps $(STAMP)
 	OTELCOL_BIN=$$(scripts/build-collector.sh) && export OTELCOL_BIN && \
