@@ -202,9 +202,13 @@ def run_driver(
     venv = peers.venvs[config.venv]
     run_dir = Path(tempfile.mkdtemp(prefix=f"{config.name}-", dir=workdir))
     # tmpfs where there is one: the INSERT's commit must not wait for a disk.
-    shm = Path("/dev/shm")  # noqa: S108 - a private mkdtemp inside it, removed after the run
-    db = shm if shm.is_dir() else run_dir
-    db_path = Path(tempfile.mkdtemp(prefix="oxbench-db-", dir=db)) / "bench.db"
+    shm = Path("/dev/shm")  # noqa: S108 - a folder of ours (0700), removed after each run
+    # One path for every process (the bench holds its lock): the sqlite3 instrumentation
+    # names spans after it, and the configurations' span names must compare.
+    db_dir = (shm if shm.is_dir() else _venvs.CACHE) / "oxbench-db"
+    shutil.rmtree(db_dir, ignore_errors=True)
+    db_dir.mkdir(mode=0o700)
+    db_path = db_dir / "bench.db"
     args = [
         *(prefix or []), venv.python, str(workdir / "request_app.py"), "--config", config.name,
         "--redis-port", str(redis_port), "--db", str(db_path), "--warmup", str(warmup),
