@@ -25,6 +25,7 @@ Run in otel-excellence's bench venv (``bench.py`` does), or from the project ven
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -72,7 +73,19 @@ def provider(setup: str) -> TracerProvider:
     try:
         settings = Settings.load()
         instruments = FastMetrics()
-        kwargs = configurator._sdk_kwargs(settings, ShutdownPlan(3000, "bench"), instruments)
+        # The configurator's private seam changes as the hot path is reworked: build what
+        # its parameters name, as configure_sdk does, and say so when one is unknown.
+        makers: dict[str, Callable[[], Any]] = {
+            "settings": lambda: settings,
+            "plan": lambda: ShutdownPlan(3000, "bench"),
+            "instruments": lambda: instruments,
+            "loss": lambda: configurator._Loss(configurator.LossReporter("bench")),  # type: ignore[attr-defined]
+        }
+        names = list(inspect.signature(configurator._sdk_kwargs).parameters)
+        unknown = [name for name in names if name not in makers]
+        if unknown:
+            raise SystemExit(f"span_chain.py: teach provider() to build {unknown} for _sdk_kwargs")
+        kwargs = configurator._sdk_kwargs(*(makers[name]() for name in names))
         # As configure_sdk does: our metrics aggregate in process, read by the SDK's readers.
         instruments.attach(*readers_of(metrics.get_meter_provider()))
     finally:
