@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format docs collector prometheus rules dashboards stack system-deps venv clean help
+.PHONY: demo test lint format docs collector prometheus rules dashboards stack system-deps venv clean help bench
 
 help:
 	@echo "make demo       run the demo (creates the venv)"
@@ -19,6 +19,8 @@ help:
 	@echo "make rules      regenerate the SLO alert rules from deploy/slos.yaml"
 	@echo "make dashboards regenerate grafana/dashboards/*.json from scripts/dashboards.py"
 	@echo "make stack      the Collector and Prometheus on loopback, without Docker"
+	@echo "make bench      overhead side by side with vanilla OTel and logfire (~15-30 min;"
+	@echo "                BENCH_ARGS=--quick: a few minutes); see docs/benchmarks.md"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { echo "make: '$(PYTHON) -m venv' failed; on Debian: apt-get install python3-venv" >&2; exit 1; }
@@ -73,6 +75,13 @@ test: system-deps $(STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
+
+# Not part of `make test`: builds the peers' venvs under ~/.cache/otel-excellence/bench
+# (once per set of pins) and measures for 15-30 minutes; BENCH_ARGS=--quick for ~10.
+BENCH_ARGS ?=
+bench: system-deps $(STAMP)
+	OTELCOL_BIN=$$(scripts/build-collector.sh) && export OTELCOL_BIN && \
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -34,6 +37,9 @@ from opentelemetry.sdk._logs.export import (
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_excellence._logs.bridge import BridgeProcessor, _typed_stdlib_attributes
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _stats import paired
 
 
 class NoOpExporter(LogRecordExporter):
@@ -87,6 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--iterations", type=int, default=5000)
+    parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     tracer = TracerProvider().get_tracer("bench")
     setups = ("plain", "vanilla", "distro")
@@ -105,20 +112,27 @@ def main() -> None:
     }
     results: dict[tuple[str, str], list[float]] = {}
     with tracer.start_as_current_span("request"):
-        for _ in range(args.rounds):
+        for round_index in range(args.rounds):
+            shift = round_index % len(setups)
             for name, make in workloads.items():
-                for setup in setups:
+                for setup in setups[shift:] + setups[:shift]:
                     results.setdefault((name, setup), []).append(
                         measure(make(setup), args.iterations)
                     )
-    print("| event | plain µs | vanilla µs | distro µs | distro - plain µs | distro / vanilla |")
+    print(
+        "| event | plain µs | vanilla µs | distro µs | distro - plain µs | "
+        "distro / vanilla (paired, IQR) |"
+    )
     print("|---|---|---|---|---|---|")
     for name in workloads:
         plain, vanilla, distro = (statistics.median(results[(name, s)]) for s in setups)
+        ratio = paired(results[(name, "distro")], results[(name, "vanilla")])
         print(
             f"| {name} | {plain:.1f} | {vanilla:.1f} | {distro:.1f} | {distro - plain:.1f} | "
-            f"{distro / vanilla:.2f} |"
+            f"{ratio.fmt()} |"
         )
+    if args.json:
+        args.json.write_text(json.dumps({f"{n}/{s}": v for (n, s), v in results.items()}, indent=1))
 
 
 if __name__ == "__main__":

@@ -10,12 +10,14 @@ spawn to exit is recorded; the baseline is the same program with telemetry off.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 PROGRAM = """
 import logging, os, sys
@@ -74,17 +76,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--spans", type=int, nargs="+", default=[10, 5000])
+    parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
+    results: dict[str, list[float]] = {}
     print(f"| spans | setup | exit time, median (min-max) of {args.runs} runs |")
     print("|---|---|---|")
     for spans in args.spans:
         for setup in ("none", "vanilla", "otel-excellence"):
             times = [run(setup, spans) for _ in range(args.runs)]
+            results[f"{spans}/{setup}"] = times
             print(
                 f"| {spans} | {setup} | {statistics.median(times):.2f} s "
                 f"({min(times):.2f}-{max(times):.2f}) |",
                 flush=True,
             )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
