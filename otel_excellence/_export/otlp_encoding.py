@@ -23,6 +23,7 @@ the exporter use the SDK's encoder for that batch (:func:`install`).
 
 from __future__ import annotations
 
+import importlib
 import struct
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -36,9 +37,10 @@ from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 from otel_excellence._diagnostics import internal_error, logger
 
-# The encoder reproduces this exact release's encoding (it is pinned in pyproject.toml).
-# Under any other release the exporters keep their own encoder: a field added upstream
-# must not be silently lost.
+# The encoder reproduces this exact release's encoding, and the exporters' use of it
+# (all pinned in pyproject.toml). Under any other release of the encoder or of an
+# exporter, that exporter keeps its own encoder: a field added upstream must not be
+# silently lost.
 VERIFIED_EXPORTER_VERSION = "1.45.1"
 
 _pack_fixed64 = struct.Struct("<Q").pack
@@ -684,12 +686,14 @@ def grpc_encoder(
     return encode_for_grpc
 
 
-def _exporter_version() -> str | None:
-    try:
-        from opentelemetry.exporter.otlp.proto.common.version import __version__
-    except ImportError:
-        return None
-    return str(__version__)
+def _version(package: str) -> str | None:
+    module = sys.modules.get(f"{package}.version")
+    if module is None:
+        try:
+            module = importlib.import_module(f"{package}.version")
+        except ImportError:
+            return None
+    return getattr(module, "__version__", None)
 
 
 def install() -> bool:
@@ -701,22 +705,23 @@ def install() -> bool:
     limits. True if anything was installed; never raises.
     """
     try:
-        version = _exporter_version()
-        if version != VERIFIED_EXPORTER_VERSION:
-            logger.debug(
-                "OTLP exporter %s: fast encoding is verified for %s only; not installed",
-                version,
-                VERIFIED_EXPORTER_VERSION,
-            )
-            return False
         installed = False
-        for module_name, attribute, make in _TARGETS:
+        for package, module_name, attribute, make in _TARGETS:
             module = sys.modules.get(module_name)
             if module is None:
                 continue
             current = getattr(module, attribute, None)
             if current is None or hasattr(current, "__wrapped__"):
                 continue  # absent, or already ours
+            versions = {_version(_COMMON), _version(package)}
+            if versions != {VERIFIED_EXPORTER_VERSION}:
+                logger.debug(
+                    "%s %s: fast encoding is verified for %s only; not installed",
+                    package,
+                    versions,
+                    VERIFIED_EXPORTER_VERSION,
+                )
+                continue
             setattr(module, attribute, make(current))
             installed = True
     except Exception:  # noqa: BLE001 - the exporters keep the SDK's encoder
@@ -727,7 +732,7 @@ def install() -> bool:
 
 def uninstall() -> None:
     """Give the exporter modules their own encoders back (tests)."""
-    for module_name, attribute, _ in _TARGETS:
+    for _, module_name, attribute, _ in _TARGETS:
         module = sys.modules.get(module_name)
         wrapped = getattr(getattr(module, attribute, None), "__wrapped__", None)
         if wrapped is not None:
@@ -758,11 +763,16 @@ def _http_logs(sdk: Callable[[Sequence[Any]], Any]) -> Callable[[Sequence[Any]],
     return http_encoder(encode_logs_bytes, sdk, "log encoding")
 
 
-_TARGETS: tuple[tuple[str, str, Callable[[Callable[[Sequence[Any]], Any]], Any]], ...] = (
-    ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "encode_spans", _grpc_trace),
-    ("opentelemetry.exporter.otlp.proto.grpc._log_exporter", "encode_logs", _grpc_logs),
-    ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "encode_spans", _http_trace),
-    ("opentelemetry.exporter.otlp.proto.http._log_exporter", "encode_logs", _http_logs),
+_COMMON = "opentelemetry.exporter.otlp.proto.common"
+_GRPC = "opentelemetry.exporter.otlp.proto.grpc"
+_HTTP = "opentelemetry.exporter.otlp.proto.http"
+_Make = Callable[[Callable[[Sequence[Any]], Any]], Any]
+# (package whose release must be the verified one, module, the name it calls, our wrapper)
+_TARGETS: tuple[tuple[str, str, str, _Make], ...] = (
+    (_GRPC, f"{_GRPC}.trace_exporter", "encode_spans", _grpc_trace),
+    (_GRPC, f"{_GRPC}._log_exporter", "encode_logs", _grpc_logs),
+    (_HTTP, f"{_HTTP}.trace_exporter", "encode_spans", _http_trace),
+    (_HTTP, f"{_HTTP}._log_exporter", "encode_logs", _http_logs),
 )
 
 __all__ = ["encode_logs_bytes", "encode_spans_bytes", "install", "uninstall"]
