@@ -14,6 +14,7 @@ import enum
 import logging
 import math
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -274,7 +275,7 @@ def readable_spans(draw: st.DrawFn) -> ReadableSpan:
 # --- log records ------------------------------------------------------------------------
 
 optional_names = st.none() | names
-severities = st.none() | st.sampled_from(list(SeverityNumber))
+severities = st.none() | st.sampled_from(list(SeverityNumber)) | st.integers(0, 30)  # ints: dropped
 observed_times = st.sampled_from([0, 1, 2**64 - 1]) | st.integers(0, 2**64 - 1)
 log_attributes = (
     pooled_attributes
@@ -447,23 +448,28 @@ class TestLogRecordsEncodeAsTheSdkEncodes:
 
 
 class TestCachesAreBounded:
-    def test_unique_values_never_grow_a_cache_past_its_limit(self) -> None:
+    def test_unique_values_never_grow_a_cache_past_its_budget(self) -> None:
         """High-cardinality values (ids in URLs, ports) cost memory up to the bound only,
         and what is encoded after a cache empties is still right."""
-        cache = _AttributeCache(b"\x4a", limit=64)
+        cache = _AttributeCache(b"\x4a", budget=16_384)
+        emptied = 0
         for n in range(1000):
-            fields = cache.encode({"http.target": f"/users/{n}", "port": n, "m": "GET"})
-            assert len(cache.entries) <= 64
-            span = ReadableSpan(
-                name="s",
-                context=SpanContext(1, 2, False),
-                attributes={"http.target": f"/users/{n}", "port": n, "m": "GET"},
+            attrs = {"http.target": f"/users/{n}", "port": n, "m": "GET"}
+            before = len(cache.entries)
+            fields = cache.encode(attrs)
+            emptied += len(cache.entries) < before
+            held = sum(
+                len(f) + sys.getsizeof(k[0]) + sys.getsizeof(k[1]) + cache.ENTRY_OVERHEAD
+                for k, f in cache.entries.items()
             )
+            assert held == cache.size <= 16_384
+            span = ReadableSpan(name="s", context=SpanContext(1, 2, False), attributes=attrs)
             sdk_span = encode_spans([span]).resource_spans[0].scope_spans[0].spans[0]
-            assert [bytes(f) for f in fields] == [
+            assert fields == [
                 b"\x4a" + bytes([kv.ByteSize()]) + kv.SerializeToString()
                 for kv in sdk_span.attributes
             ]
+        assert emptied > 10  # the bound was reached, many times
 
     def test_long_values_are_not_cached(self) -> None:
         """A value longer than the cap (a stack trace, a long statement) is encoded, not kept."""

@@ -29,6 +29,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from opentelemetry._logs import SeverityNumber
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util import BoundedList
@@ -179,21 +180,24 @@ class _AttributeCache:
     """Encoded attribute fields, per (key, value), for one field tag.
 
     Bounded because values can be unique per request (URLs with ids, ephemeral peer
-    ports): at most ``limit`` entries, emptied when full, and only short values are
-    kept. 1,024 entries of at most 256-character values is under 1 MiB per cache
-    even in the worst case, and there are four (span, event, link and log attributes):
-    the whole cache stays well inside issue 13's 10 MiB RSS bound. A typical service has
-    a few hundred repeated pairs, so a full cache is rare and costs one re-encoding of
-    each hot pair.
+    ports): the entries' memory (the encoded field, the key and value strings it keeps
+    alive, the entry itself) is counted, and the cache is emptied when it would pass
+    ``budget`` bytes. Strings longer than ``MAX_CHARS`` (statements, stack traces) repeat
+    rarely and are not kept. 1 MiB per cache, four caches (span, event, link and log
+    attributes): at most 4 MiB, inside issue 13's 10 MiB RSS bound, and room for
+    thousands of typical pairs where a service has a few hundred that repeat; emptying
+    costs one re-encoding of each hot pair.
     """
 
-    __slots__ = ("entries", "limit", "tag")
+    __slots__ = ("budget", "entries", "size", "tag")
 
     MAX_CHARS = 256  # longer strings are not cached
+    ENTRY_OVERHEAD = 160  # the key tuple, the bytes header, the dict slot (approximate)
 
-    def __init__(self, tag: bytes, limit: int = 1024) -> None:
+    def __init__(self, tag: bytes, budget: int = 1 << 20) -> None:
         self.tag = tag
-        self.limit = limit
+        self.budget = budget
+        self.size = 0
         self.entries: dict[tuple[Any, ...], bytes] = {}
 
     def encode(self, attributes: Any) -> list[bytes]:
@@ -230,11 +234,16 @@ class _AttributeCache:
         except Exception:  # noqa: BLE001 - the SDK decides: encode, or log and drop
             # Not cached: the SDK logs the dropped key every time, so must we.
             return _sdk_key_value(self.tag, key, value)
-        if cache_key is not None and (type(value) is not str or len(value) <= self.MAX_CHARS):
-            entries = self.entries
-            if len(entries) >= self.limit:
-                entries.clear()
-            entries[cache_key] = field
+        if cache_key is None or (type(value) is str and len(value) > self.MAX_CHARS):
+            return field
+        cost = len(field) + sys.getsizeof(key) + sys.getsizeof(value) + self.ENTRY_OVERHEAD
+        if cost > self.budget >> 6:
+            return field  # a huge key: not worth a 64th of the cache
+        if self.size + cost > self.budget:
+            self.entries.clear()
+            self.size = 0
+        self.entries[cache_key] = field
+        self.size += cost
         return field
 
 
@@ -567,16 +576,28 @@ def encode_spans_bytes(spans: Sequence[Any]) -> bytes:
 # --- log records ------------------------------------------------------------------------
 
 
+# LogRecord.severity_number = 2, keyed by identity (an Enum's ``value`` is Python code).
+_SEVERITY_FIELDS = {id(s): b"\x10" + _varint(s.value) if s.value else b"" for s in SeverityNumber}
+
+
+def _severity(severity_number: Any) -> bytes:
+    field = _SEVERITY_FIELDS.get(id(severity_number))
+    if field is not None:
+        return field
+    # The SDK writes ``.value`` when there is one: a plain int is dropped.
+    value = getattr(severity_number, "value", None)
+    return _uint32(b"\x10", value) if value else b""
+
+
 def _log_record(readable: Any) -> bytes:
     """One ``LogRecord`` field (ScopeLogs.log_records = 2), fields in number order."""
     record = readable.log_record
-    severity = getattr(record.severity_number, "value", None)
     trace_id = record.trace_id
     span_id = record.span_id
     flags = int(record.trace_flags)
     parts = [
         _fixed64(b"\x09", record.timestamp),
-        _uint32(b"\x10", severity) if severity else b"",  # an enum: never above uint32
+        _severity(record.severity_number),
         _string(b"\x1a", record.severity_text),
         _len_delimited(b"\x2a", _any_value(record.body)),
     ]
