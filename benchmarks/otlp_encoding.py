@@ -18,6 +18,20 @@ Our caches are emptied before every batch (cold: the hit rate is only what repea
 inside one batch), and also reported warm (a steady state with the same batches).
 
     .venv/bin/python benchmarks/otlp_encoding.py --rounds 7
+
+Measured 2026-11-25 on the shared 2-core VM (Python 3.11.7, SDK 1.45.1, protobuf 7.36.2
+upb), 50 requests per batch (302 spans, 100 log records), CPU µs per item, cold caches:
+
+| telemetry | sdk | ours (HTTP) | ours + parse (gRPC) |
+|---|---|---|---|
+| all spans | 33.98 | 5.00 (0.15x) | 5.42 (0.16x) |
+| Flask server spans | 46.16 | 7.64 (0.17x) | - |
+| SQLAlchemy spans | 23.39 | 3.95 (0.17x) | - |
+| Redis spans | 35.42 | 4.61 (0.13x) | - |
+| failed spans (exception event) | 73.90 | 17.38 (0.24x) | - |
+| log records | 13.43 | 3.84 (0.29x) | 4.05 (0.30x) |
+
+Warm caches (the steady state of a service): spans 4.24 (0.12x), log records 3.09 (0.23x).
 """
 
 from __future__ import annotations

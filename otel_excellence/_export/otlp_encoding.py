@@ -7,10 +7,14 @@ and then serializes it. That is the largest single per-span cost both vanilla
 OpenTelemetry and this distro pay (on the export thread, but it is CPU all the same).
 Here we write the same bytes directly, in field-number order as the protobuf runtime
 does, and cache the encoded bytes of repeated (key, value) attributes, resources and
-scopes. Measured with ``benchmarks/otlp_encoding.py`` on realistic spans (a Flask
-server span, SQLAlchemy and Redis client spans, a failed span with its exception
-event): the SDK's ``encode_spans(...).SerializeToString()`` costs 3-4x as much per span
-as ``encode_spans`` here, so we hand-write what the protobuf library does.
+scopes. Measured with ``benchmarks/otlp_encoding.py`` on real Flask, SQLAlchemy and
+Redis spans (a fifth of the requests failing with an exception event) and structlog and
+stdlib log records: the SDK's ``encode_*(...).SerializeToString()`` costs about 34 µs
+per span and 13 µs per log record, ours 5 µs and 3.7 µs (0.15x and 0.29x; with the
+parse back into a message the gRPC stub needs, 0.16x and 0.30x). Per request of six
+spans and two log records that is about 190 µs of CPU less, more than issue 13 measured
+for the distro's whole enrichment (about 25 µs per span): so we hand-write what the
+protobuf library does.
 
 The output is semantically identical to the SDK's encoder (SDK 1.45.1): parsed with
 ``ExportTraceServiceRequest.FromString`` it equals the SDK's message, and the property
