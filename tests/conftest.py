@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +18,16 @@ def _internal_errors_raise() -> Iterator[None]:
     _log.reset_once_keys()
     yield
     _log.raise_internal_errors = False
+
+
+@pytest.fixture
+def warnings_seen(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """The distro's own diagnostics (its logger does not propagate), WARNING and up."""
+    caplog.set_level(logging.WARNING)
+    ours = logging.getLogger("otel_excellence")
+    ours.addHandler(caplog.handler)
+    yield caplog
+    ours.removeHandler(caplog.handler)
 
 
 @pytest.fixture(scope="session")

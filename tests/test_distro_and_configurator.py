@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 
 import pytest
 from opentelemetry.instrumentation import dependencies
@@ -26,13 +24,6 @@ from otel_excellence._config.resource import fallback_service_name, resource_att
 from otel_excellence._export.pipeline import EnrichingSpanProcessor, SpanChanges
 from tests.launch import clean_env
 from tests.support.otlp_sink import OtlpSink
-
-
-@pytest.fixture
-def warnings_seen(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    logging.getLogger("otel_excellence").addHandler(caplog.handler)
-    yield caplog
-    logging.getLogger("otel_excellence").removeHandler(caplog.handler)
 
 
 def run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -48,16 +48,7 @@ def by_name(sink: OtlpSink, name: str) -> Span:
 
 
 def counter(sink: OtlpSink, name: str, **attributes: Any) -> float:
-    total = 0.0
-    for metric in sink.metrics():
-        if metric.name != name:
-            continue
-        for point in metric.points:
-            values = {kv.key: kv.value for kv in point.attributes}
-            flat = {k: getattr(v, v.WhichOneof("value")) for k, v in values.items()}
-            if all(flat.get(k) == v for k, v in attributes.items()):
-                total += point.as_int or point.as_double
-    return total
+    return sink.metric_total(name, **attributes)
 
 
 def test_unique_violation_is_a_non_retryable_conflict(received: OtlpSink) -> None:

@@ -144,15 +144,6 @@ def environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     yield os.environ  # type: ignore[misc]
 
 
-@pytest.fixture
-def warnings_seen(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    caplog.set_level(logging.WARNING)
-    ours = logging.getLogger("otel_excellence")
-    ours.addHandler(caplog.handler)
-    yield caplog
-    ours.removeHandler(caplog.handler)
-
-
 def build_everything() -> None:
     """What the SDK builds from the environment, built as its configurator does."""
     Resource.create({})

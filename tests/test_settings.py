@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,6 @@ CASES: dict[str, tuple[str, Any, str]] = {
     "OTEL_EXCELLENCE_BAGGAGE_KEYS": ("request.id, tenant.id", ("request.id", "tenant.id"), ""),
     "OTEL_EXCELLENCE_DEV": ("TRUE", True, "maybe"),
 }
-
-
-@pytest.fixture
-def warnings_seen(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    logging.getLogger("otel_excellence").addHandler(caplog.handler)
-    yield caplog
-    logging.getLogger("otel_excellence").removeHandler(caplog.handler)
 
 
 def _value(settings: Settings, env: str) -> Any:

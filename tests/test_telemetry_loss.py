@@ -19,7 +19,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -42,13 +42,10 @@ from tests.support.otlp_sink import OtlpSink
 from tests.support.ports import free_port
 
 
-@pytest.fixture
-def warnings_seen(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    caplog.set_level(logging.INFO)
-    ours = logging.getLogger("otel_excellence")
-    ours.addHandler(caplog.handler)
-    yield caplog
-    ours.removeHandler(caplog.handler)
+@pytest.fixture(autouse=True)
+def _info_seen(warnings_seen: pytest.LogCaptureFixture) -> None:
+    """This module's lines include INFO ones."""
+    warnings_seen.set_level(logging.INFO)
 
 
 def loss_lines(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -217,6 +217,27 @@ class OtlpSink:
                         out.append(Metric(m.name, m.unit, kind, points, resource, sm.scope.name))
         return out
 
+    def metric_total(self, name: str, **match: Any) -> float:
+        """A metric's current total over the attribute sets that ``match``: the latest
+        cumulative point of each (scope, attribute set) - every export repeats the
+        running total - summed; histograms by their counts."""
+        latest: dict[tuple[str, frozenset[tuple[str, Any]]], float] = {}
+        for metric in self.metrics():  # in arrival order: later exports win
+            if metric.name != name:
+                continue
+            for point in metric.points:
+                flat = attributes(point.attributes)
+                if any(flat.get(k) != v for k, v in match.items()):
+                    continue
+                key = (metric.scope, frozenset((k, str(v)) for k, v in flat.items()))
+                value = (
+                    point.count
+                    if hasattr(point, "bucket_counts")
+                    else (point.as_int or point.as_double)
+                )
+                latest[key] = float(value)
+        return sum(latest.values())
+
     def wait_for(
         self, condition: Callable[[], bool], timeout: float = 20.0, interval: float = 0.1
     ) -> bool:
