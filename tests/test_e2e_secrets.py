@@ -18,6 +18,18 @@ from tests.support.services import Postgres, Redis
 
 pytestmark = pytest.mark.services
 CORPUS = Path(__file__).parent / "data" / "secrets_corpus.tsv"
+SQL = frozenset(
+    {
+        "sqlite3",
+        "sa-sqlite",
+        "psycopg2",
+        "psycopg",
+        "asyncpg",
+        "sa-psycopg2",
+        "sa-psycopg",
+        "sa-asyncpg",
+    }
+)
 
 
 def corpus() -> list[dict[str, str]]:
@@ -81,7 +93,16 @@ def test_every_case_ran_and_its_telemetry_arrived(received: tuple[OtlpSink, str]
     assert len(failed) >= 40, len(failed)
     assert all(any(name == "exception" for name, _ in s.events) for s in failed)
     assert sink.wait_for(lambda: len(sink.logs()) >= len(failed))
-    # The statements themselves arrived, sanitized.
+    # The statements themselves arrived, sanitized: every SQL case left a database span
+    # with its statement (a case whose statement was not traced would prove nothing).
+    names = {s.span_id: s.name for s in sink.spans()}
+    traced = {
+        names.get(s.parent_span_id)
+        for s in sink.spans()
+        if "db.statement" in s.attributes or "db.query.text" in s.attributes
+    }
+    untraced = [r["id"] for r in corpus() if r["driver"] in SQL and f"case {r['id']}" not in traced]
+    assert not untraced, untraced
     assert b"INSERT INTO corpus_accounts (id, email) VALUES (?, ?), (?, ?)" in payload(sink)
 
 

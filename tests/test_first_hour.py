@@ -95,6 +95,21 @@ def launch(app: App, redis: Redis, tmp_path: Path, **env: str) -> Run:
     return Run(code, lines, "".join(errors))
 
 
+# The lazy load behind each app's N+1, as exported (literals redacted, names kept).
+_SQLALCHEMY_LAZY_LOAD = (
+    "SELECT customers.id AS customers_id, customers.name AS customers_name FROM customers "
+    "WHERE customers.id = ?"
+)
+N_PLUS_ONE_STATEMENT = {
+    "first_hour_flask.py": _SQLALCHEMY_LAZY_LOAD,
+    "first_hour_fastapi.py": _SQLALCHEMY_LAZY_LOAD,
+    "first_hour_django.py": (
+        'SELECT "shop_customer"."id", "shop_customer"."name" FROM "shop_customer" '
+        'WHERE "shop_customer"."id" = %s LIMIT ?'
+    ),
+}
+
+
 @pytest.fixture(params=sorted(APPS_UNDER_TEST))
 def app(request: pytest.FixtureRequest) -> App:
     return APPS_UNDER_TEST[request.param]
@@ -183,6 +198,13 @@ class TestToAnOtlpReceiver:
             assert span.resource["service.name"] == "first-hour"
             assert span.attributes.get("otel_excellence.db.n_plus_one") is True
             assert span.attributes.get("otel_excellence.db.n_plus_one.count") == ORDERS
+
+    def test_statements_read_like_the_queries(self, received: OtlpSink, app: App) -> None:
+        """The statement exported with the N+1 keeps its table and column names (Django
+        double-quotes them on SQLite; they came out as ``SELECT ?.?, ?.? FROM ? ...``)."""
+        servers = [s for s in received.spans() if s.kind == SERVER and s.name == app.route]
+        statements = {s.attributes.get("otel_excellence.db.n_plus_one.statement") for s in servers}
+        assert statements == {N_PLUS_ONE_STATEMENT[app.script]}
 
     def test_logs_are_linked_to_the_request(self, received: OtlpSink, app: App) -> None:
         servers = {s.trace_id: s for s in received.spans() if s.kind == SERVER}

@@ -458,6 +458,12 @@ FAMILIES: dict[str, tuple[Callable[[str], object], Callable[[int], str]]] = {
     "comments": (lambda t: sanitize_statement(t, None), lambda n: ("/*" * n)[:n]),
     "dollar quotes": (lambda t: sanitize_statement(t, None), lambda n: ("$a$" * n)[:n]),
     "in-lists": (lambda t: sanitize_statement(t, "mysql"), lambda n: ("IN (%(" * n)[:n]),
+    # SQLite's "..." names, each one decided by the reader that follows the statement
+    "sqlite names": (lambda t: sanitize_statement(t, "sqlite"), lambda n: ('SET "a"=1,' * n)[:n]),
+    "sqlite items": (lambda t: sanitize_statement(t, "sqlite"), lambda n: ('( ) ( ) "x"' * n)[:n]),
+    # a qualified name whose last part never closes (was exponential: 24 characters, 4 s)
+    "sqlite open name": (lambda t: sanitize_statement(t, "sqlite"), lambda n: '"a"."' + "b" * n),
+    "sqlite parameters": (lambda t: sanitize_statement(t, "sqlite"), lambda n: ("::a" * n)[:n]),
     "rendered traceback": (text_exception_attributes, lambda n: ("\n  File " * n)[:n]),
 }
 

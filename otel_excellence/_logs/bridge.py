@@ -28,6 +28,7 @@ from itertools import islice
 from typing import Any
 
 from opentelemetry import baggage, trace
+from opentelemetry._logs import LogRecord
 from opentelemetry.instrumentation.logging import LoggingInstrumentor
 from opentelemetry.instrumentation.structlog import StructlogInstrumentor, StructlogProcessor
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
@@ -96,6 +97,7 @@ MAX_ITEMS = 1000
 # (OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT is the setting for those).
 MAX_TEXT = 16 * 1024
 _MORE = "..."
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _text(value: Any) -> str:
@@ -122,13 +124,17 @@ def _valid(text: str) -> str:
     return text
 
 
-def typed(value: Any, depth: int = 0) -> Any:
+def typed(value: Any, depth: int = 0) -> Any:  # noqa: PLR0911 - one return per kind
     """A value OpenTelemetry can carry: primitives and their lists/maps as they are,
     anything else as its string (rather than being dropped with a warning). Nesting is
     cut at a fixed depth, so self-referencing structures end too; lists and maps keep
-    their first ``MAX_ITEMS`` items; text with a lone surrogate is made valid UTF-8."""
-    if value is None or isinstance(value, bool | int | float | bytes):
+    their first ``MAX_ITEMS`` items; text with a lone surrogate is made valid UTF-8, and
+    an integer beyond OTLP's 64 bits becomes its string (either made the encoder reject
+    the whole batch)."""
+    if value is None or isinstance(value, bool | float | bytes):
         return value
+    if isinstance(value, int):
+        return value if _INT64_MIN <= value <= _INT64_MAX else _text(value)
     if isinstance(value, str):
         return _valid(value)
     if depth >= _MAX_DEPTH:
@@ -144,6 +150,31 @@ def typed(value: Any, depth: int = 0) -> Any:
             pairs[_MORE] = f"{len(value) - MAX_ITEMS} more"
         return pairs
     return _text(value)
+
+
+def _key(key: Any) -> str:
+    """An attribute's key as valid UTF-8 text (the encoder rejects the batch otherwise)."""
+    return key if isinstance(key, str) and key.isascii() else _text(key)
+
+
+def valid_record(record: LogRecord) -> LogRecord:
+    """``record`` with a body, severity text and event name the OTLP encoder accepts.
+
+    One lone surrogate in a body (or a body of a type OTLP has no value for) made the
+    encoder raise, and every record of that export was lost. The body becomes what
+    ``typed`` makes of it: text stays as it is (an ``isascii()`` check for the common
+    case), a lone surrogate becomes ``?``, lists and maps are capped, other objects
+    become their string. Only the record we emit changes: the application's
+    ``LogRecord`` and event dict, and so its console output, are left as they were.
+    """
+    body = record.body
+    if not (isinstance(body, str) and body.isascii()):
+        record.body = typed(body)
+    for name in ("severity_text", "event_name"):
+        value = getattr(record, name, None)
+        if isinstance(value, str) and not value.isascii():
+            setattr(record, name, _valid(value))
+    return record
 
 
 def exception_of(exc_info: Any) -> BaseException | None:
@@ -280,9 +311,17 @@ class BridgeProcessor(StructlogProcessor):
             internal_error("structlog bridge")
         return event_dict
 
+    def _translate(self, event_dict: dict[str, Any], method_name: str | None = None) -> LogRecord:
+        record = super()._translate(event_dict, method_name)
+        try:
+            return valid_record(record)
+        except Exception:  # noqa: BLE001 - the record goes out as the instrumentation built it
+            internal_error("structlog record body")
+            return record
+
     @staticmethod
     def _get_attributes(event_dict: dict[str, Any]) -> dict[str, Any]:
-        attributes = {k: typed(v) for k, v in event_dict.items() if k not in _RESERVED}
+        attributes = {_key(k): typed(v) for k, v in event_dict.items() if k not in _RESERVED}
         exc = exception_of(event_dict.get("exc_info"))
         if exc is None and "exception" in event_dict:
             exc = _rendered_exception(event_dict["exception"])
@@ -346,7 +385,7 @@ def _typed_stdlib_attributes(
     def get_attributes(record: logging.LogRecord) -> tuple[dict[str, Any], Any]:
         attributes, event_name = original(record)
         try:
-            attributes = {k: typed(v) for k, v in attributes.items()}
+            attributes = {_key(k): typed(v) for k, v in attributes.items()}
             exc = exception_of(record.exc_info)
             if exc is not None:
                 attributes.update(exception_attributes(exc))
@@ -366,7 +405,7 @@ def _sdk_attributes(
     def get_attributes(record: logging.LogRecord) -> Any:
         attributes = dict(original(record) or {})
         try:
-            attributes = {k: typed(v) for k, v in attributes.items()}
+            attributes = {_key(k): typed(v) for k, v in attributes.items()}
             exc = exception_of(record.exc_info)
             if exc is not None:
                 attributes.update(exception_attributes(exc))
@@ -378,6 +417,29 @@ def _sdk_attributes(
     return get_attributes
 
 
+def _valid_translation(
+    original: Callable[[logging.LogRecord], LogRecord],
+) -> Callable[[logging.LogRecord], LogRecord]:
+    """A handler's ``_translate`` whose records the OTLP encoder accepts (``valid_record``)."""
+
+    def translate(record: logging.LogRecord) -> LogRecord:
+        translated = original(record)
+        try:
+            return valid_record(translated)
+        except Exception:  # noqa: BLE001 - the record goes out as the handler built it
+            internal_error("log record body")
+            return translated
+
+    translate.__wrapped__ = original  # type: ignore[attr-defined]
+    return translate
+
+
+def _wrap_translation(handler: logging.Handler) -> None:
+    current = getattr(handler, "_translate", None)
+    if callable(current) and not hasattr(current, "__wrapped__"):
+        handler._translate = _valid_translation(current)  # type: ignore[attr-defined]
+
+
 def _wrap_sdk_handlers() -> None:
     # With OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED=true the SDK's LoggingHandler
     # is the one on the root logger: its exception texts must be scrubbed too.
@@ -387,6 +449,8 @@ def _wrap_sdk_handlers() -> None:
         current = getattr(handler, "_get_attributes", None)
         if isinstance(handler, SdkLoggingHandler) and not hasattr(current, "__wrapped__"):
             handler._get_attributes = _sdk_attributes(current)  # type: ignore[arg-type,assignment,method-assign]
+        if isinstance(handler, SdkLoggingHandler):
+            _wrap_translation(handler)
 
 
 def _after_logging_instrumented() -> None:
@@ -403,6 +467,7 @@ def _after_logging_instrumented() -> None:
         # instrumentation keeps a reference to the handler object itself (to re-add it
         # after dictConfig), so replacing the handler would lose that protection.
         handler._get_attributes = _typed_stdlib_attributes(current)  # type: ignore[attr-defined]
+    _wrap_translation(handler)
 
 
 def _after_structlog_instrumented() -> None:

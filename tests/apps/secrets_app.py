@@ -84,7 +84,9 @@ class Runner:
             args = () if param is None else (param,)
             self.loop.run_until_complete(self.apg.execute(statement, *args))
         elif driver == "sqlite3":
-            self.sqlite.execute(statement)
+            # A cursor's execute: the sqlite3 instrumentation traces cursors, not the
+            # connection's execute shortcut (which would leave no statement to check).
+            self.sqlite.cursor().execute(statement)
         elif driver in self.sa or driver == "sa-sqlite":
             engine = self.sa_sqlite if driver == "sa-sqlite" else self.sa[driver]
             with engine.connect() as connection:
