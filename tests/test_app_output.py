@@ -36,11 +36,15 @@ def _both(mode: str, extra: dict[str, str], sink: OtlpSink) -> tuple[Run, Run]:
 
 
 class TestUnconfiguredLogging:
-    @pytest.mark.parametrize("logs_exporter", ["otlp", "none"])
-    def test_last_resort_output_is_unchanged(self, logs_exporter: str) -> None:
+    @pytest.mark.parametrize(
+        "setting",
+        ["OTEL_LOGS_EXPORTER=otlp", "OTEL_LOGS_EXPORTER=none", "OTEL_SDK_DISABLED=true"],
+    )
+    def test_last_resort_output_is_unchanged(self, setting: str) -> None:
         """Warnings, errors and the exception's traceback print exactly as without us."""
+        variable, value = setting.split("=")
         with OtlpSink() as sink:
-            plain, run = _both("unconfigured", {"OTEL_LOGS_EXPORTER": logs_exporter}, sink)
+            plain, run = _both("unconfigured", {variable: value}, sink)
         assert "disk almost full: 97%" in plain.stderr
         assert "Traceback" in plain.stderr
         assert (run.stdout, run.stderr) == (plain.stdout, plain.stderr)

@@ -401,10 +401,12 @@ def configure_sdk(
         settings.apply_log_level()
         # Again here: our configurator may run without our distro (OTEL_PYTHON_DISTRO).
         sdk_settings.repair(os.environ, DEFAULTS)
+        # Also when disabled: the logging instrumentation still adds its handler, and
+        # the bridge's hook keeps it from changing what the app prints.
+        _logs.install(raw_statements=settings.db_statement == "raw")
         if _sdk_disabled():
             logger.info("%s=true: telemetry is off", OTEL_SDK_DISABLED)
             return True
-        _logs.install(raw_statements=settings.db_statement == "raw")
         if os.environ.get("OTEL_CONFIG_FILE"):
             warn_once(
                 "config-file",
