@@ -37,6 +37,8 @@ class Server:
     command: tuple[str, ...]
     workers: int
     protocol: str
+    # False: the server starts telemetry itself (configure() in gunicorn's post_fork).
+    wrapper: bool = True
 
     def argv(self, port: int) -> list[str]:
         return [part.format(port=port) for part in self.command]
@@ -66,6 +68,13 @@ SERVERS = [
         (*GUNICORN, "--worker-class", "uvicorn.workers.UvicornWorker", "asgi_app:app"),
         2,
         "grpc",
+    ),
+    Server(
+        "gunicorn-post-fork-configure",
+        (*GUNICORN, "--config", "post_fork.py", "wsgi_app:app"),
+        2,
+        "http/protobuf",
+        wrapper=False,
     ),
 ]
 
@@ -106,12 +115,12 @@ def outcome(request: pytest.FixtureRequest) -> Iterator[Outcome]:
             },
             port=port,
             workers=server.workers,
-            wrapper=True,
+            wrapper=server.wrapper,
         )
         plain_port = free_port()
         plain = run_server(
             server.argv(plain_port),
-            {},
+            {} if server.wrapper else {"OTEL_SDK_DISABLED": "true"},
             port=plain_port,
             workers=server.workers,
             count=len(run.served),
