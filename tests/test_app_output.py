@@ -9,8 +9,13 @@ stdlib logging in ``test_logs.py``.
 
 from __future__ import annotations
 
-import pytest
+import logging
+from collections.abc import Iterator
 
+import pytest
+from opentelemetry.instrumentation.logging import LoggingInstrumentor
+
+from otel_excellence._logs import tap
 from tests.launch import Run, instrumented
 from tests.support.otlp_sink import OtlpSink
 from tests.support.ports import free_port
@@ -69,3 +74,52 @@ class TestFlaskDevelopmentServer:
         assert run.stdout == plain.stdout
         assert exported.count("hello served") == 2
         assert sum('"GET /hello HTTP/1.1" 200' in body for body in exported) == 2
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+class TestTheHandlerIsATapAtTheRoot:
+    """In-process: the instrumentation's handler receives what a root handler would,
+    without being one."""
+
+    @pytest.fixture
+    def tapped(self) -> Iterator[_Capture]:
+        handler = _Capture()
+        root = logging.getLogger()
+        root.addHandler(handler)
+        LoggingInstrumentor._logging_handler = handler
+        try:
+            tap.install()
+            yield handler
+        finally:
+            LoggingInstrumentor._logging_handler = None
+            root.removeHandler(handler)
+
+    def test_it_is_off_the_root_and_gets_every_record_that_reaches_the_root(
+        self, tapped: _Capture
+    ) -> None:
+        assert tapped not in logging.getLogger().handlers
+        logging.getLogger("tap.test.child").warning("propagated")
+        assert [r.getMessage() for r in tapped.records] == ["propagated"]
+
+    def test_a_non_propagating_logger_and_the_handlers_level_are_respected(
+        self, tapped: _Capture
+    ) -> None:
+        quiet = logging.getLogger("tap.test.own")
+        quiet.propagate = False
+        quiet.addHandler(logging.NullHandler())
+        tapped.setLevel(logging.ERROR)
+        try:
+            quiet.error("stays with its own handler")
+            logging.getLogger("tap.test.other").warning("below the handler's level")
+            logging.getLogger("tap.test.other").error("reaches the tap")
+        finally:
+            quiet.propagate = True
+        assert [r.getMessage() for r in tapped.records] == ["reaches the tap"]

@@ -14,12 +14,14 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import pytest
 
+from otel_excellence._export import signals
 from tests.launch import APPS, BIN, clean_env
 from tests.support.otlp_sink import OtlpSink
 from tests.support.ports import free_port
@@ -166,3 +168,52 @@ class TestDeadCollector:
         assert run.shutdown_ms <= self.BOUND_MS + 100 + 400
         # Interpreter finalization follows atexit (every instrumented library imported).
         assert run.seconds <= self.BOUND_MS / 1000 + 4
+
+
+class TestTheSignalApiStaysTransparent:
+    """In-process: with the exit hooks installed, the app sees the dispositions it set."""
+
+    @pytest.fixture(autouse=True)
+    def hooks(self) -> Iterator[list[int]]:
+        flushed: list[int] = []
+        previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signals.install(lambda: flushed.append(1))
+        try:
+            yield flushed
+        finally:
+            signals._uninstall_for_tests()
+            signal.signal(signal.SIGTERM, previous)
+
+    def test_sig_dfl_is_reported_while_the_flush_stands_in_for_it(self) -> None:
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        assert signals._real_getsignal(signal.SIGTERM) is signals._on_default_signal
+
+    def test_signal_returns_what_the_app_had_set(self) -> None:
+        def handler(signum: int, frame: object) -> None:
+            return None
+
+        assert signal.signal(signal.SIGTERM, handler) is signal.SIG_DFL
+        assert signal.getsignal(signal.SIGTERM) is handler
+        assert signal.signal(signal.SIGTERM, signal.SIG_DFL) is handler
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        assert signals._real_getsignal(signal.SIGTERM) is signals._on_default_signal
+
+    def test_other_signals_and_other_threads_behave_as_without_us(self) -> None:
+        previous = signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        try:
+            assert signals._real_getsignal(signal.SIGUSR1) is signal.SIG_DFL
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+        errors: list[BaseException] = []
+
+        def from_a_thread() -> None:
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            except ValueError as error:
+                errors.append(error)
+
+        thread = threading.Thread(target=from_a_thread)
+        thread.start()
+        thread.join()
+        assert len(errors) == 1  # "signal only works in main thread", as without us
