@@ -20,7 +20,7 @@ import pytest
 from otel_excellence import _semconv as sc
 from otel_excellence import classify_exception
 from tests.launch import BIN, clean_env
-from tests.support.otlp_sink import OtlpSink, Span
+from tests.support.otlp_sink import Log, OtlpSink, Span
 from tests.support.servers import SERVER_APPS, WRAPPER, Served, ServerRun, normalised, run_server
 from tests.support.services import Redis
 
@@ -44,6 +44,7 @@ class Outcome:
     run: ServerRun
     producer_stderr: str
     spans: list[Span]
+    logs: list[Log]
 
     def task_spans(self, task: str) -> list[Span]:
         return [s for s in self.spans if s.name == f"run/celery_app.{task}"]
@@ -103,7 +104,7 @@ def outcome(redis_srv: Redis) -> Iterator[Outcome]:
             ready=lambda: True,
             work=lambda: _produce(plain_env, False, []),
         )
-        yield Outcome(plain, run, producer_stderr[0], sink.spans())
+        yield Outcome(plain, run, producer_stderr[0], sink.spans(), sink.logs())
 
 
 class TestTasksInTheProducersTrace:
@@ -183,6 +184,15 @@ class TestWarmShutdownOnSigterm:
     def test_exit_status_and_time_are_the_plain_runs(self, outcome: Outcome) -> None:
         assert outcome.run.returncode == outcome.plain.returncode == 0
         assert outcome.run.shutdown_seconds <= outcome.plain.shutdown_seconds + BOUND_S + MARGIN_S
+
+    def test_the_workers_log_records_are_exported_despite_celerys_root_hijack(
+        self, outcome: Outcome
+    ) -> None:
+        """Celery clears the root logger's handlers; the distro's bridge is not one of
+        them: each task's "received" line arrives as a log record."""
+        received = [r for r in outcome.logs if str(r.body).startswith("Task celery_app.")
+                    and "received" in str(r.body)]  # fmt: skip
+        assert len(received) == ADDS + 3
 
     def test_console_output_is_the_plain_runs(self, outcome: Outcome) -> None:
         """Banner, task lines, the failed task's traceback, the warm shutdown line."""
