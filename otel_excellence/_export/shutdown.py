@@ -34,6 +34,7 @@ _NOISY_LOGGERS = ("opentelemetry.exporter", "opentelemetry.sdk")
 _ABORT_MARGIN_S = 0.25
 # How long past the deadline a caller waits for the summary line to be written.
 _REPORT_GRACE_S = 0.05
+_POLL_S = 0.005
 
 
 @dataclass
@@ -47,8 +48,10 @@ class ShutdownPlan:
     # Called when the bound is near: each aborts one exporter's retries.
     aborts: list[Callable[[], None]] = field(default_factory=list)
     _claim: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _finished: threading.Event = field(default_factory=threading.Event, repr=False)
+    _trigger: threading.Event = field(default_factory=threading.Event, repr=False)
+    _watcher: threading.Thread | None = field(default=None, repr=False)
     _deadline: float | None = None
+    _finished: bool = False
     _in_time: bool = True
 
     def add_provider(self, signal: str, provider: Any) -> None:
@@ -65,6 +68,7 @@ class ShutdownPlan:
         and start afresh in forked children."""
         from otel_excellence._export import fork, signals
 
+        self._start_watcher()
         atexit.register(self.run)
         signals.install(self.run)
         fork.install(self)
@@ -73,36 +77,51 @@ class ShutdownPlan:
         """Shut everything down within the bound; True if it finished in time.
 
         Callable from any thread, any number of times, and from a signal handler: the
-        work runs on helper threads and every caller only waits, with a timeout, for the
-        one shared deadline. A lock held by whatever code a signal interrupted can
-        therefore delay the summary, never the exit; a second signal or a second exit
-        path neither restarts the shutdown nor extends the bound.
+        work runs on a thread started in advance, and every caller only sleeps until the
+        one shared deadline or the end of the work, whichever comes first. A lock held
+        by whatever code a signal interrupted can therefore delay the summary, never the
+        exit; a second signal or a second exit path neither restarts the shutdown nor
+        extends the bound.
         """
         if self._claim.acquire(blocking=False):  # never blocks: safe in a signal handler
             self._deadline = time.monotonic() + self.timeout_ms / 1000
-            try:
-                threading.Thread(
-                    target=self._shut_down, name="otel-excellence-shutdown", daemon=True
-                ).start()
-            except RuntimeError:  # no new threads this late in interpreter shutdown
+            watcher = self._watcher
+            if watcher is not None and watcher.is_alive():
+                self._trigger.set()
+            else:  # not installed in this process: do the work here
                 self._shut_down()
-        deadline = self._deadline
-        if deadline is None:  # another thread claimed it this very instant
-            deadline = time.monotonic() + self.timeout_ms / 1000
-        self._finished.wait(max(0.0, deadline - time.monotonic() + _REPORT_GRACE_S))
-        return self._finished.is_set() and self._in_time
+        deadline = self._deadline or time.monotonic() + self.timeout_ms / 1000
+        # Sleeping holds no lock (waiting on an Event would take its lock, which a
+        # caller interrupted by a signal in this very wait could hold).
+        while not self._finished and time.monotonic() < deadline + _REPORT_GRACE_S:
+            time.sleep(_POLL_S)
+        return self._finished and self._in_time
 
     def reset_after_fork(self) -> None:
-        """In a forked child: nothing has been shut down here yet, and no lock is held."""
+        """In a forked child: nothing has been shut down here, no lock is held, and the
+        watcher thread is the parent's."""
         self._claim = threading.Lock()
-        self._finished = threading.Event()
+        self._trigger = threading.Event()
         self._deadline = None
+        self._finished = False
         self._in_time = True
+        self._start_watcher()
+
+    def _start_watcher(self) -> None:
+        # Started ahead of time so that a signal handler never starts a thread: starting
+        # one takes threading's own lock, which the interrupted code may hold, for good.
+        self._watcher = threading.Thread(
+            target=self._watch, name="otel-excellence-exit", daemon=True
+        )
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        self._trigger.wait()
+        self._shut_down()
 
     def _shut_down(self) -> None:
-        started = time.monotonic()
+        deadline = self._deadline or time.monotonic()
         try:
-            deadline = self._deadline or started
             threads = [_start(signal, provider.shutdown) for signal, provider in self.providers]
             margin = min(_ABORT_MARGIN_S, self.timeout_ms / 4000)
             _join_all(threads, deadline - margin)
@@ -116,13 +135,13 @@ class ShutdownPlan:
             self._report(pending)
             logger.debug(
                 "telemetry shutdown took %.0f ms (bound %d ms)",
-                (time.monotonic() - started) * 1000,
+                (time.monotonic() - deadline) * 1000 + self.timeout_ms,
                 self.timeout_ms,
             )
         except Exception:  # noqa: BLE001 - exit must proceed whatever happens here
             logger.debug("error during telemetry shutdown", exc_info=True)
         finally:
-            self._finished.set()
+            self._finished = True
 
     def _report(self, pending: Sequence[str]) -> None:
         lost = [(c.signal, c.undelivered, c.accepted) for c in self.counters if c.undelivered]
