@@ -21,7 +21,15 @@ from otel_excellence import _semconv as sc
 from otel_excellence import classify_exception
 from tests.launch import BIN, clean_env
 from tests.support.otlp_sink import Log, OtlpSink, Span
-from tests.support.servers import SERVER_APPS, WRAPPER, Served, ServerRun, normalised, run_server
+from tests.support.servers import (
+    SERVER_APPS,
+    WRAPPER,
+    Served,
+    ServerRun,
+    console_diff,
+    normalised,
+    run_server,
+)
 from tests.support.services import Redis
 
 pytestmark = pytest.mark.services
@@ -196,6 +204,9 @@ class TestWarmShutdownOnSigterm:
 
     def test_console_output_is_the_plain_runs(self, outcome: Outcome) -> None:
         """Banner, task lines, the failed task's traceback, the warm shutdown line."""
-        assert normalised(outcome.run.stdout) == normalised(outcome.plain.stdout)
-        assert normalised(outcome.run.stderr) == normalised(outcome.plain.stderr)
+        for plain, run in (
+            (outcome.plain.stdout, outcome.run.stdout),
+            (outcome.plain.stderr, outcome.run.stderr),
+        ):
+            assert normalised(run) == normalised(plain), console_diff(plain, run)
         assert "Warm shutdown" in outcome.plain.stdout + outcome.plain.stderr

@@ -5,6 +5,7 @@ output, how and when it ended after SIGTERM, and which process served each reque
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -150,3 +151,12 @@ def normalised(text: str) -> list[str]:
             line = pattern.sub(replacement, line)
         lines.append(line.rstrip())
     return sorted(line for line in lines if line)
+
+
+def console_diff(plain: str, instrumented: str) -> str:
+    """The normalised lines that differ, for an assertion message."""
+    return "\n".join(
+        difflib.unified_diff(
+            normalised(plain), normalised(instrumented), "plain", "instrumented", lineterm=""
+        )
+    )
