@@ -104,13 +104,19 @@ class Outcome:
 
 
 @pytest.fixture(scope="module", params=SERVERS, ids=lambda s: s.name)
-def outcome(request: pytest.FixtureRequest) -> Iterator[Outcome]:
+def outcome(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Outcome]:
     server: Server = request.param
+    # gunicorn's control socket goes there (else ~/.gunicorn/, shared with any other
+    # gunicorn on the machine); the same for both runs, so their output matches.
+    runtime = {"XDG_RUNTIME_DIR": str(tmp_path_factory.mktemp("runtime"))}
     with OtlpSink() as sink:
         port = free_port()
         run = run_server(
             server.argv(port),
             {
+                **runtime,
                 "OTEL_SERVICE_NAME": f"servers-{server.name}",
                 "OTEL_EXPORTER_OTLP_ENDPOINT": (
                     sink.grpc_endpoint if server.protocol == "grpc" else sink.http_endpoint
@@ -128,7 +134,7 @@ def outcome(request: pytest.FixtureRequest) -> Iterator[Outcome]:
         plain_port = free_port()
         plain = run_server(
             server.argv(plain_port),
-            {} if server.wrapper else {"OTEL_SDK_DISABLED": "true"},
+            runtime if server.wrapper else {**runtime, "OTEL_SDK_DISABLED": "true"},
             port=plain_port,
             workers=server.workers,
             count=len(run.served),
