@@ -21,7 +21,8 @@ the standard walk, for exactly the records that reach the root (every logger on 
 propagates) at or above the handler's level: the records it received before, after the
 application's own handlers as before, and nothing the application prints changes.
 Patching ``callHandlers`` is the one place every record of every logger passes once,
-after the logger's level and filters have accepted it, whoever configures logging when.
+after the logger's level and filters have accepted it, whoever configures logging when
+(Sentry's SDK captures log records the same way, for the same reason).
 """
 
 from __future__ import annotations
