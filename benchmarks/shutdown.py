@@ -9,6 +9,7 @@ which is the shutdown cost; and from spawn to gone. Baselines: ``none`` is the p
 without telemetry; ``exporters-off`` is otel-excellence with every exporter set to
 ``none`` (the same imports, hence the same interpreter finalization, and nothing to
 flush), so ``otel-excellence`` minus ``exporters-off`` is what the bounded flush costs.
+Setups alternate within each round, so that the rows share the machine's load.
 
     .venv/bin/python benchmarks/shutdown.py --runs 3 --spans 10 5000
     .venv/bin/python benchmarks/shutdown.py --runs 3 --spans 10 --end sigterm
@@ -110,8 +111,12 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|")
     for spans in args.spans:
+        # Setups alternate within each round: the machine's load drifts, the rows share it.
+        rounds = [
+            {setup: run(setup, spans, args.end) for setup in SETUPS} for _ in range(args.runs)
+        ]
         for setup in SETUPS:
-            results = [run(setup, spans, args.end) for _ in range(args.runs)]
+            results = [r[setup] for r in rounds]
             shutdown = [r[0] for r in results]
             total = [r[1] for r in results]
             reported = sum(r[2] for r in results)
