@@ -89,6 +89,6 @@ def test_multiprocessing_pool_workers_export_their_spans_as_themselves() -> None
     """Pool workers end with os._exit (no atexit): every task span still arrives."""
     run = _run("multiprocessing")
     spans = run.named("pool.task")
-    assert sorted(s.attributes["app.task"] for s in spans) == list(range(6))
+    assert sorted(s.attributes["app.task"] for s in spans) == list(range(6)), run.stderr
     assert sorted(s.resource["process.pid"] for s in spans) == sorted(run.children)
     assert run.parent not in run.children

@@ -48,7 +48,8 @@ class ShutdownPlan:
     # Called when the bound is near: each aborts one exporter's retries.
     aborts: list[Callable[[], None]] = field(default_factory=list)
     _claim: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _trigger: threading.Event = field(default_factory=threading.Event, repr=False)
+    # Released once to start the shutdown (see _start_watcher).
+    _go: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _watcher: threading.Thread | None = field(default=None, repr=False)
     _deadline: float | None = None
     _finished: bool = False
@@ -87,7 +88,7 @@ class ShutdownPlan:
             self._deadline = time.monotonic() + self.timeout_ms / 1000
             watcher = self._watcher
             if watcher is not None and watcher.is_alive():
-                self._trigger.set()
+                self._go.release()
             else:  # not installed in this process: do the work here
                 self._shut_down()
         deadline = self._deadline or time.monotonic() + self.timeout_ms / 1000
@@ -101,7 +102,6 @@ class ShutdownPlan:
         """In a forked child: nothing has been shut down here, no lock is held, and the
         watcher thread is the parent's."""
         self._claim = threading.Lock()
-        self._trigger = threading.Event()
         self._deadline = None
         self._finished = False
         self._in_time = True
@@ -110,13 +110,19 @@ class ShutdownPlan:
     def _start_watcher(self) -> None:
         # Started ahead of time so that a signal handler never starts a thread: starting
         # one takes threading's own lock, which the interrupted code may hold, for good.
+        # It waits on a held lock that run() releases: a release takes no other lock,
+        # unlike Event.set(), which holds the Event's lock while it wakes the waiter (a
+        # signal arriving in there, whose handler then waits for the watcher, deadlocked
+        # the two until the deadline: seen with multiprocessing's os._exit and SIGTERM).
+        self._go = threading.Lock()
+        self._go.acquire()
         self._watcher = threading.Thread(
             target=self._watch, name="otel-excellence-exit", daemon=True
         )
         self._watcher.start()
 
     def _watch(self) -> None:
-        self._trigger.wait()
+        self._go.acquire()
         self._shut_down()
 
     def _shut_down(self) -> None:
@@ -128,8 +134,10 @@ class ShutdownPlan:
             pending = [thread.name for thread in threads if thread.is_alive()]
             if pending:
                 _quieten(_NOISY_LOGGERS)
+                # Each on its own thread: an abort that blocks (a gRPC channel closing
+                # in a bad state) must not hold back the others or the summary.
                 for abort in self.aborts:
-                    _call_quietly(abort)
+                    _start("abort", abort)
                 _join_all(threads, deadline)
             self._in_time = not pending
             self._report(pending)
