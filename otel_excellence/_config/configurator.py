@@ -6,7 +6,6 @@ and ``otel_excellence.configure()`` (gunicorn ``post_fork``, notebooks).
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import threading
@@ -444,9 +443,9 @@ def _install_shutdown(plan: ShutdownPlan, reporter: LossReporter) -> None:
     ):
         if isinstance(provider, (TracerProvider, MeterProvider, LoggerProvider)):
             plan.add_provider(signal, provider)
+    # The running reports stop before the exit summary, however the process ends.
+    plan.on_start.append(reporter.stop)
     plan.install()
-    # atexit runs last-in first-out: the running reports stop before the exit summary.
-    atexit.register(reporter.stop)
 
 
 class OtelExcellenceConfigurator(_OTelSDKConfigurator):

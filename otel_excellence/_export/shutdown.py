@@ -47,6 +47,8 @@ class ShutdownPlan:
     counters: list[DeliveryCounter] = field(default_factory=list)
     # Called when the bound is near: each aborts one exporter's retries.
     aborts: list[Callable[[], None]] = field(default_factory=list)
+    # Called first, whichever way the process ends (e.g. stopping the running reports).
+    on_start: list[Callable[[], None]] = field(default_factory=list)
     _claim: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # Released once to start the shutdown (see _start_watcher).
     _go: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -128,6 +130,8 @@ class ShutdownPlan:
     def _shut_down(self) -> None:
         deadline = self._deadline or time.monotonic()
         try:
+            for first in self.on_start:
+                _call_quietly(first)
             threads = [_start(signal, provider.shutdown) for signal, provider in self.providers]
             margin = min(_ABORT_MARGIN_S, self.timeout_ms / 4000)
             _join_all(threads, deadline - margin)
