@@ -130,6 +130,17 @@ def run_server(
     return ServerRun(process.returncode, stdout, stderr, process.pid, served, ended - sent)
 
 
+# -- how long each process's flush took ------------------------------------------------
+# Printed by every process at OTEL_EXCELLENCE_LOG_LEVEL=DEBUG, which the instrumented
+# runs set for this; not part of the server's own output.
+FLUSH_TIMING = re.compile(r"^otel-excellence: DEBUG: telemetry shutdown took (\d+) ms .*$")
+
+
+def flush_times(stderr: str) -> list[int]:
+    """Milliseconds each process of a run spent flushing at its end."""
+    return [int(m.group(1)) for m in map(FLUSH_TIMING.match, stderr.splitlines()) if m]
+
+
 # -- console output, comparable between two runs ---------------------------------------
 _NORMALISE = [
     # Timestamps: gunicorn's [2026-11-25 13:33:32 +0000], Celery's [... 13:33:32,123: ...]
@@ -146,6 +157,8 @@ def normalised(text: str) -> list[str]:
     sorted: processes of one server interleave their lines differently on every run."""
     lines = []
     for raw in text.splitlines():
+        if FLUSH_TIMING.match(raw):
+            continue
         line = raw
         for pattern, replacement in _NORMALISE:
             line = pattern.sub(replacement, line)
