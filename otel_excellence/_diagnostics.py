@@ -1,8 +1,8 @@
 """The distro's own diagnostics: one logger, one line per problem, never an exception.
 
-Our logger writes to stderr and does not propagate: once the logging bridge puts an
-OpenTelemetry handler on the root logger, Python's last-resort handler no longer prints,
-so warnings that only propagated would vanish into the very pipeline that is failing.
+Our logger writes to stderr and does not propagate: propagated, its warnings would
+follow the application's logging setup (or vanish with it) and go into the very
+pipeline that is failing, through the logging bridge.
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ class TestResolutionOrder:
         self, warnings_seen: pytest.LogCaptureFixture
     ) -> None:
         settings = Settings.load({}, overrides={"shutdown_timeout_ms": "soon"})
-        assert settings.shutdown_timeout_ms == 3000
+        assert settings.shutdown_timeout_ms == 2000
         assert "'soon'" in warnings_seen.text
 
     def test_bad_argument_warning_names_the_argument_not_the_variable(

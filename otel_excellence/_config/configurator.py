@@ -6,7 +6,6 @@ and ``otel_excellence.configure()`` (gunicorn ``post_fork``, notebooks).
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import threading
@@ -401,10 +400,12 @@ def configure_sdk(
         settings.apply_log_level()
         # Again here: our configurator may run without our distro (OTEL_PYTHON_DISTRO).
         sdk_settings.repair(os.environ, DEFAULTS)
+        # Also when disabled: the logging instrumentation still adds its handler, and
+        # the bridge's hook keeps it from changing what the app prints.
+        _logs.install(raw_statements=settings.db_statement == "raw")
         if _sdk_disabled():
             logger.info("%s=true: telemetry is off", OTEL_SDK_DISABLED)
             return True
-        _logs.install(raw_statements=settings.db_statement == "raw")
         if os.environ.get("OTEL_CONFIG_FILE"):
             warn_once(
                 "config-file",
@@ -442,9 +443,9 @@ def _install_shutdown(plan: ShutdownPlan, reporter: LossReporter) -> None:
     ):
         if isinstance(provider, (TracerProvider, MeterProvider, LoggerProvider)):
             plan.add_provider(signal, provider)
+    # The running reports stop before the exit summary, however the process ends.
+    plan.on_start.append(reporter.stop)
     plan.install()
-    # atexit runs last-in first-out: the running reports stop before the exit summary.
-    atexit.register(reporter.stop)
 
 
 class OtelExcellenceConfigurator(_OTelSDKConfigurator):

@@ -173,7 +173,7 @@ def _declare(field: str, parser: Parser[T], default: T, doc: str) -> Setting[T]:
 SHUTDOWN_TIMEOUT_MS = _declare(
     "shutdown_timeout_ms",
     integer(minimum=0, maximum=600_000),
-    3000,
+    2000,
     "Upper bound, in milliseconds, on flushing telemetry when the process exits. "
     "Vanilla OpenTelemetry can block about 30 s at exit when the endpoint is down; "
     "past this bound the process exits and one line says how much was not delivered.",

@@ -1,9 +1,10 @@
 """stdlib logging and structlog as OpenTelemetry log records: once each, typed, linked.
 
 The official instrumentations do the bridging: ``opentelemetry-instrumentation-logging``
-puts a handler on the root logger (and keeps it through ``basicConfig``/``dictConfig``),
-``opentelemetry-instrumentation-structlog`` puts a processor in structlog's chain (and
-re-inserts it when the app calls ``structlog.configure``). What we add:
+provides the handler (which we call for every record that reaches the root logger,
+without leaving it on the root where it would change what the app prints: see
+``tap.py``), ``opentelemetry-instrumentation-structlog`` puts a processor in structlog's
+chain (and re-inserts it when the app calls ``structlog.configure``). What we add:
 
 - no duplicates when structlog is routed through stdlib logging (both bridges would
   emit the event): our structlog processor marks what it emitted and is about to hand
@@ -29,7 +30,6 @@ from typing import Any
 
 from opentelemetry import baggage, trace
 from opentelemetry._logs import LogRecord
-from opentelemetry.instrumentation.logging import LoggingInstrumentor
 from opentelemetry.instrumentation.structlog import StructlogInstrumentor, StructlogProcessor
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
@@ -44,6 +44,8 @@ from otel_excellence._findings.fingerprint import (
     fingerprint_stacktrace,
 )
 from otel_excellence._findings.sql import scrub_credentials, scrub_error_text
+from otel_excellence._logs import tap as _tap
+from otel_excellence._logs.tap import reaches_root, tapped_handler
 
 _STDLIB_LEVELS = {
     "debug": logging.DEBUG,
@@ -262,22 +264,12 @@ def add_trace_ids(event_dict: dict[str, Any]) -> None:
 
 # -- structlog --------------------------------------------------------------------------
 def _otel_handler() -> logging.Handler | None:
-    handler = LoggingInstrumentor._logging_handler
-    return handler if isinstance(handler, logging.Handler) else None
+    return tapped_handler()
 
 
 def _reaches(logger: logging.Logger, handler: logging.Handler, level: int) -> bool:
-    """Would a record at ``level`` on ``logger`` reach ``handler`` (stdlib's own walk)?"""
-    if level < handler.level:
-        return False
-    current: logging.Logger | None = logger
-    while current is not None:
-        if handler in current.handlers:
-            return True
-        if not current.propagate:
-            return False
-        current = current.parent
-    return False
+    """Would a record at ``level`` on ``logger`` reach ``handler`` (tapped at the root)?"""
+    return level >= handler.level and reaches_root(logger)
 
 
 class BridgeProcessor(StructlogProcessor):
@@ -354,7 +346,7 @@ def structlog_processors() -> list[Any]:
 
 # -- stdlib -----------------------------------------------------------------------------
 class _BridgeFilter(logging.Filter):
-    """On the OTel root handler: drops the stdlib twin of a structlog event."""
+    """On the OTel handler: drops the stdlib twin of a structlog event."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record is _twin.get():
@@ -458,6 +450,7 @@ def _after_logging_instrumented() -> None:
     handler = _otel_handler()
     if handler is None:
         return
+    _tap.install()
     if not any(isinstance(f, _BridgeFilter) for f in handler.filters):
         handler.addFilter(_BridgeFilter())
         logging.setLogRecordFactory(_tagging_factory(logging.getLogRecordFactory()))
