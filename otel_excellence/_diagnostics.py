@@ -8,6 +8,7 @@ pipeline that is failing, through the logging bridge.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from typing import Any
@@ -21,6 +22,15 @@ logger.propagate = False
 logger.setLevel(logging.WARNING)
 
 _once_lock = threading.Lock()
+
+
+def _renew_lock_in_child() -> None:
+    # A thread of the parent may have held it at fork(); none will release it here.
+    global _once_lock  # noqa: PLW0603 - the module's one lock, replaced after fork
+    _once_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_renew_lock_in_child)
 _once_keys: set[object] = set()
 
 # Set by the project's own tests: internal errors re-raise there instead of being

@@ -126,6 +126,18 @@ class TestStatuses:
         )
         assert verdict == ErrorClass("connection", True)
 
+    def test_a_type_name_matches_rules_for_its_bases(self) -> None:
+        """Only the name reached the span (a Celery task span ends outside the handler):
+        a built-in subclass, or a class of a module already imported, still matches
+        rules written for its base; an unknown name is taken as it is."""
+        assert CLASSIFIER.classify_strings("ConnectionRefusedError", "[Errno 111]") == ErrorClass(
+            "connection", True
+        )
+        assert CLASSIFIER.classify_strings(
+            "redis.exceptions.BusyLoadingError", "LOADING"
+        ) == ErrorClass("unavailable", True)
+        assert CLASSIFIER.classify_strings("nowhere.Missing", "x") == ErrorClass("internal", False)
+
 
 class QuotaExceeded(Exception):
     pass

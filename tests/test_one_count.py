@@ -25,7 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from otel_excellence._findings.hooks import hook_dbapi, parameters_hash
+from otel_excellence._findings.hooks import hook_dbapi, hook_sqlite3_shortcuts, parameters_hash
 from tests.support.services import Postgres
 from tests.support.telemetry import Telemetry, attrs, make_telemetry
 
@@ -189,6 +189,30 @@ class TestOrmAndDriverSpans:
         assert attrs(root)["otel_excellence.db.n_plus_one.count"] == 7
         assert attrs(root)["otel_excellence.db.n_plus_one.parent"] == "render authors.html"
         assert "otel_excellence.db.n_plus_one" not in attrs(telemetry.span("render authors.html"))
+
+
+class TestSqliteShortcuts:
+    def test_connection_execute_is_traced_and_counted(
+        self, telemetry: Telemetry, tmp_path: Any
+    ) -> None:
+        """sqlite3's Connection.execute shortcut (most scripts' way) gets its span, its
+        metric point and its N+1 count, as cursor.execute does."""
+        hook_sqlite3_shortcuts()
+        SQLite3Instrumentor().instrument(tracer_provider=telemetry.tracer_provider)
+        try:
+            tracer = telemetry.tracer_provider.get_tracer("test")
+            with sqlite3.connect(tmp_path / "s.db") as connection:
+                connection.execute("CREATE TABLE items (id INTEGER)")
+                connection.executemany("INSERT INTO items VALUES (?)", [(1,), (2,)])
+                before = duration_points(telemetry)
+                with tracer.start_as_current_span("job", kind=SpanKind.SERVER):
+                    for n in range(6):
+                        rows = connection.execute("SELECT id FROM items WHERE id = ?", (n,))
+                        assert rows.fetchall() == ([(n,)] if n in (1, 2) else [])
+        finally:
+            SQLite3Instrumentor().uninstrument()
+        assert attrs(telemetry.span("job"))["otel_excellence.db.n_plus_one.count"] == 6
+        assert duration_points(telemetry) - before == 6
 
 
 class TestSeveralPatterns:
@@ -355,3 +379,22 @@ class TestReviewRegressions:
                 ):
                     pass
         assert attrs(telemetry.span("GET /cart"))["otel_excellence.db.n_plus_one.count"] == 6
+
+    def test_statements_sent_as_a_messages_transport_are_not_an_n_plus_one(
+        self, telemetry: Telemetry
+    ) -> None:
+        """Enqueuing tasks in a loop (a Redis LPUSH under each publish span, as Celery
+        sends them) is not a database N+1; the same calls made directly still are."""
+        tracer = telemetry.tracer_provider.get_tracer("test")
+        with tracer.start_as_current_span("batch", kind=SpanKind.SERVER):
+            for n in range(8):
+                with (
+                    tracer.start_as_current_span("send", kind=SpanKind.PRODUCER),
+                    tracer.start_as_current_span(
+                        "LPUSH",
+                        kind=SpanKind.CLIENT,
+                        attributes={"db.system": "redis", "db.statement": f"LPUSH q{n} ?"},
+                    ),
+                ):
+                    pass
+        assert "otel_excellence.db.n_plus_one" not in attrs(telemetry.span("batch"))

@@ -58,7 +58,7 @@ from otel_excellence._findings.errors import load_rules
 from otel_excellence._findings.frameworks import install_framework_hooks
 from otel_excellence._findings.hooks import (
     LibraryHooks,
-    hook_aiosqlite,
+    after_sqlite3_instrumented,
     hook_asyncpg,
     hook_dbapi,
 )
@@ -117,7 +117,7 @@ def _enrichers(settings: Settings, instruments: FastMetrics) -> list[SpanEnriche
     register_instrumentor_hooks("redis", kwargs=hooks.redis_kwargs)
     register_instrumentor_hooks("sqlalchemy", after=hooks.listen_sqlalchemy)
     register_instrumentor_hooks("asyncpg", before=hook_asyncpg)
-    register_instrumentor_hooks("sqlite3", after=hook_aiosqlite)
+    register_instrumentor_hooks("sqlite3", after=after_sqlite3_instrumented)
     hook_dbapi()
     install_framework_hooks()
     enrichers: list[SpanEnricher] = [insights]

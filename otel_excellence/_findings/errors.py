@@ -11,8 +11,10 @@ psycopg or sqlite3 error with its SQLSTATE) and an explicit ``raise ... from`` c
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import re
+import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -261,7 +263,7 @@ class Classifier:
         inner = _WRAPPED_TYPE.match(message)
         if inner:
             candidates.append(ErrorFacts(types=[inner.group(1)], message=message))
-        candidates.append(ErrorFacts(types=[exception_type], message=message))
+        candidates.append(ErrorFacts(types=type_names(exception_type), message=message))
         fallback: ErrorClass | None = None
         for facts in candidates:
             found = self.match(facts)
@@ -272,6 +274,25 @@ class Classifier:
 
     def classify_status(self, http_status: int | None, grpc_code: str | None) -> ErrorClass:
         return self.match(ErrorFacts(http_status=http_status, grpc_code=grpc_code)) or INTERNAL
+
+
+def type_names(exception_type: str) -> list[str]:
+    """An exported exception type's class and bases, when the class is at hand.
+
+    Resolved only among built-ins and modules already imported (never importing one):
+    a span ended outside its exception's handler (Celery's task spans) still matches
+    rules written for a base class, ``ConnectionError`` for ``ConnectionRefusedError``.
+    """
+    module, _, name = exception_type.rpartition(".")
+    owner: Any = builtins if not module else sys.modules.get(module)
+    found: Any = None
+    if owner is not None and name.isidentifier():
+        found = getattr(owner, name, None)
+    if isinstance(found, type) and issubclass(found, BaseException):
+        names = [qualified_name(cls) for cls in found.__mro__]
+        if names[0] == exception_type:
+            return names
+    return [exception_type]
 
 
 def _usable(rule: object) -> bool:

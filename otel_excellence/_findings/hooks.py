@@ -300,3 +300,38 @@ def hook_aiosqlite() -> None:
 
     in_callers_context.__otel_excellence__ = True  # type: ignore[attr-defined]
     Connection._execute = in_callers_context  # type: ignore[method-assign]
+
+
+def hook_sqlite3_shortcuts() -> None:
+    """sqlite3's ``Connection.execute``/``executemany`` (the shortcuts most scripts use)
+    create their cursor in C, past the instrumentation's connection proxy: such
+    statements had no span at all. On a traced sqlite3 connection they now go through
+    a traced cursor, which is what the shortcuts are documented to do ("create a new
+    cursor, call execute() on it, return it")."""
+    import sqlite3
+
+    try:
+        from opentelemetry.instrumentation.dbapi import TracedConnectionProxy
+    except ImportError:
+        return
+
+    def shortcut(name: str) -> Callable[..., Any]:
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            connection = self.__wrapped__
+            if not isinstance(connection, sqlite3.Connection):
+                return getattr(connection, name)(*args, **kwargs)
+            return getattr(self.cursor(), name)(*args, **kwargs)
+
+        method.__name__ = name
+        method.__otel_excellence__ = True  # type: ignore[attr-defined]
+        return method
+
+    for name in ("execute", "executemany"):
+        current = TracedConnectionProxy.__dict__.get(name)
+        if current is None:
+            setattr(TracedConnectionProxy, name, shortcut(name))
+
+
+def after_sqlite3_instrumented() -> None:
+    hook_sqlite3_shortcuts()
+    hook_aiosqlite()

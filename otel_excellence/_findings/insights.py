@@ -648,10 +648,14 @@ class SpanInsights:
         root = lineage.local_root(span)  # type: ignore[arg-type]
         if normalized is None or root is None:
             return  # a statement with no request or task around it repeats nothing
+        parent = lineage.parent_of(span)  # type: ignore[arg-type]
+        if parent is not None and parent.kind is SpanKind.PRODUCER:
+            # The transport of a message being sent (kombu's Redis LPUSH under Celery's
+            # apply_async): enqueuing tasks in a loop is not a database N+1.
+            return
         findings: RootFindings | None = root.__dict__.get(lineage.FINDINGS)
         if findings is None:
             findings = root.__dict__.setdefault(lineage.FINDINGS, RootFindings())
-        parent = lineage.parent_of(span)  # type: ignore[arg-type]
         findings.observe(
             normalized,
             call.system,

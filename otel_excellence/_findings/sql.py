@@ -66,8 +66,6 @@ _DIALECTS = {
     "mariadb": _MYSQL,
     "sqlite": _SQLITE,
 }
-# Kept for callers that asked which systems read "..." as a string.
-DOUBLE_QUOTED_STRING_SYSTEMS = frozenset({"mysql", "mariadb", "sqlite"})
 
 _ANY = r"[\s\S]"
 _REST = rf"{_ANY}*"  # everything to the end of the text (fail closed)
@@ -472,7 +470,7 @@ def _sanitize(statement: str, system: str | None) -> str:
     text = pattern.sub(token, text)
     text = " ".join(text.split())  # runs of whitespace as one space (str.isspace, as \s)
     text = _IN_LIST.sub("IN (?)", text)
-    return _valid(text[:MAX_STATEMENT])
+    return valid_utf8(text[:MAX_STATEMENT])
 
 
 _sanitize_cached = lru_cache(maxsize=2048)(_sanitize)
@@ -828,7 +826,7 @@ def _run(text: str, findings: tuple[tuple[str, str, bool], ...], system: str | N
     result = "".join(out)
     if len(result) > MAX_ERROR_TEXT:
         result = result[:MAX_ERROR_TEXT] + TRUNCATED
-    return _valid(result)
+    return valid_utf8(result)
 
 
 def scrub_credentials(text: str) -> str:
@@ -845,7 +843,7 @@ def scrub_error_text(text: str, system: str | None = None) -> str:
     return _run(text, _FINDINGS, system)
 
 
-def _valid(text: str) -> str:
+def valid_utf8(text: str) -> str:
     """``text`` as valid UTF-8: a lone surrogate would make the OTLP encoder reject the
     whole batch the text is in."""
     if text.isascii():

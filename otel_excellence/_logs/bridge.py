@@ -43,7 +43,7 @@ from otel_excellence._findings.fingerprint import (
     fingerprint_exception,
     fingerprint_stacktrace,
 )
-from otel_excellence._findings.sql import scrub_credentials, scrub_error_text
+from otel_excellence._findings.sql import scrub_credentials, scrub_error_text, valid_utf8
 from otel_excellence._logs import tap as _tap
 from otel_excellence._logs.tap import reaches_root, tapped_handler
 
@@ -112,18 +112,7 @@ def _text(value: Any) -> str:
             return f"<unprintable {type(value).__name__}>"
     if not isinstance(text, str):
         return f"<unprintable {type(value).__name__}>"
-    return _valid(text[:MAX_TEXT])
-
-
-def _valid(text: str) -> str:
-    """Valid UTF-8: a lone surrogate makes the OTLP encoder reject the whole batch."""
-    if text.isascii():
-        return text
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "replace").decode()
-    return text
+    return valid_utf8(text[:MAX_TEXT])
 
 
 def typed(value: Any, depth: int = 0) -> Any:  # noqa: PLR0911 - one return per kind
@@ -138,7 +127,7 @@ def typed(value: Any, depth: int = 0) -> Any:  # noqa: PLR0911 - one return per 
     if isinstance(value, int):
         return value if _INT64_MIN <= value <= _INT64_MAX else _text(value)
     if isinstance(value, str):
-        return _valid(value)
+        return valid_utf8(value)
     if depth >= _MAX_DEPTH:
         return _text(value)
     if isinstance(value, list | tuple | set | frozenset):
@@ -175,7 +164,7 @@ def valid_record(record: LogRecord) -> LogRecord:
     for name in ("severity_text", "event_name"):
         value = getattr(record, name, None)
         if isinstance(value, str) and not value.isascii():
-            setattr(record, name, _valid(value))
+            setattr(record, name, valid_utf8(value))
     return record
 
 
