@@ -416,19 +416,27 @@ def _tagging_factory(
     return factory
 
 
+def _typed_record_attributes(attributes: Any, record: logging.LogRecord) -> dict[str, Any]:
+    """A stdlib record's attributes as OTLP carries them, with its exception's details."""
+    try:
+        typed_attributes = {_key(k): typed(v) for k, v in dict(attributes or {}).items()}
+        exc = exception_of(record.exc_info)
+        if exc is not None:
+            typed_attributes.update(exception_attributes(exc))
+    except Exception:  # noqa: BLE001 - the record still goes out as the handler built it
+        internal_error("log record attributes")
+        return attributes if attributes is not None else {}
+    return typed_attributes
+
+
 def _typed_stdlib_attributes(
     original: Callable[[logging.LogRecord], tuple[dict[str, Any], Any]],
 ) -> Callable[[logging.LogRecord], tuple[dict[str, Any], Any]]:
+    """The logging instrumentation's handler: its builder returns (attributes, event name)."""
+
     def get_attributes(record: logging.LogRecord) -> tuple[dict[str, Any], Any]:
         attributes, event_name = original(record)
-        try:
-            attributes = {_key(k): typed(v) for k, v in attributes.items()}
-            exc = exception_of(record.exc_info)
-            if exc is not None:
-                attributes.update(exception_attributes(exc))
-        except Exception:  # noqa: BLE001 - the record still goes out as the SDK built it
-            internal_error("log record attributes")
-        return attributes, event_name
+        return _typed_record_attributes(attributes, record), event_name
 
     get_attributes.__wrapped__ = original  # type: ignore[attr-defined]
     return get_attributes
@@ -440,15 +448,7 @@ def _sdk_attributes(
     """The same for the SDK's own LoggingHandler (its builder returns attributes only)."""
 
     def get_attributes(record: logging.LogRecord) -> Any:
-        attributes = dict(original(record) or {})
-        try:
-            attributes = {_key(k): typed(v) for k, v in attributes.items()}
-            exc = exception_of(record.exc_info)
-            if exc is not None:
-                attributes.update(exception_attributes(exc))
-        except Exception:  # noqa: BLE001 - the record still goes out as the SDK built it
-            internal_error("log record attributes")
-        return attributes
+        return _typed_record_attributes(original(record), record)
 
     get_attributes.__wrapped__ = original  # type: ignore[attr-defined]
     return get_attributes
