@@ -228,70 +228,60 @@ def merge() -> model.DataTransformerConfig:
 # --- variables -------------------------------------------------------------------------
 
 
-def environment_variable() -> Any:
+def _query_variable(name: str, label: str, description: str, query: str) -> Any:
+    """A multi-value Prometheus query variable, "All" meaning every value."""
     return (
-        dashboard.QueryVariable("environment")
-        .label("Environment")
-        .description("deployment.environment.name, from target_info")
+        dashboard.QueryVariable(name)
+        .label(label)
+        .description(description)
         .datasource(PROMETHEUS)
-        .query({"qryType": 1, "query": "label_values(target_info, deployment_environment_name)"})
-        .definition("label_values(target_info, deployment_environment_name)")
+        .query({"qryType": 1, "query": query})
+        .definition(query)
         .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
-        .sort(model.VariableSort.ALPHABETICAL_ASC)
         .multi(True)
         .include_all(True)
         .all_value(".*")
     )
+
+
+def environment_variable() -> Any:
+    return _query_variable(
+        "environment",
+        "Environment",
+        "deployment.environment.name, from target_info",
+        "label_values(target_info, deployment_environment_name)",
+    ).sort(model.VariableSort.ALPHABETICAL_ASC)
 
 
 def service_variable() -> Any:
     query = f'label_values(target_info{{{IN_ENVIRONMENT},job!="{GATEWAY_JOB}"}}, job)'
     return (
-        dashboard.QueryVariable("service")
-        .label("Service")
-        .description("service.name (the `job` label is service.namespace/service.name)")
-        .datasource(PROMETHEUS)
-        .query({"qryType": 1, "query": query})
-        .definition(query)
+        _query_variable(
+            "service",
+            "Service",
+            "service.name (the `job` label is service.namespace/service.name)",
+            query,
+        )
         .regex("/^(?:.*\\/)?(?<value>[^/]+)$/")
-        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(model.VariableSort.ALPHABETICAL_ASC)
-        .multi(True)
-        .include_all(True)
-        .all_value(".*")
     )
 
 
 def gateway_variable() -> Any:
     query = f'label_values(otelcol_process_uptime_total{{job="{GATEWAY_JOB}"}}, instance)'
-    return (
-        dashboard.QueryVariable("gateway")
-        .label("Gateway")
-        .description("A gateway's service.instance.id (new at each start)")
-        .datasource(PROMETHEUS)
-        .query({"qryType": 1, "query": query})
-        .definition(query)
-        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
-        .multi(True)
-        .include_all(True)
-        .all_value(".*")
+    return _query_variable(
+        "gateway", "Gateway", "A gateway's service.instance.id (new at each start)", query
     )
 
 
 def fingerprint_variable() -> Any:
     errors = f"otel_excellence_errors_total{{{SERVICE}}}"
     query = f"label_values({errors}, otel_excellence_error_fingerprint)"
-    return (
-        dashboard.QueryVariable("fingerprint")
-        .label("Error fingerprint")
-        .description("Choose one (or follow a link in the table) for its traces and logs")
-        .datasource(PROMETHEUS)
-        .query({"qryType": 1, "query": query})
-        .definition(query)
-        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
-        .multi(True)
-        .include_all(True)
-        .all_value(".*")
+    return _query_variable(
+        "fingerprint",
+        "Error fingerprint",
+        "Choose one (or follow a link in the table) for its traces and logs",
+        query,
     )
 
 
