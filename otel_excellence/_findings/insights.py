@@ -54,7 +54,7 @@ from otel_excellence._findings.fingerprint import (
     fingerprint_text,
 )
 from otel_excellence._findings.hooks import parameters_hash
-from otel_excellence._findings.n_plus_one import RootFindings
+from otel_excellence._findings.n_plus_one import NPlusOne, RootFindings
 from otel_excellence._findings.sql import (
     MAX_STATEMENT_READ,
     SQL_OPERATIONS,
@@ -445,7 +445,8 @@ class SpanInsights:
             and any(event.name == "exception" for event in events)
         )
         findings = span.__dict__.get(lineage.FINDINGS)
-        if call is None and not failed and findings is None:
+        patterns = self._patterns(findings) if findings is not None else None
+        if call is None and not failed and not patterns:
             return changes
         if changes is None:
             changes = SpanChanges()
@@ -460,8 +461,8 @@ class SpanInsights:
                 self._failed(span, attributes, found, changes)
             if call is not None and call.counted:
                 self._database(span, call, normalized, found, changes)
-            if findings is not None:
-                self._finish_root(span, attributes, findings, changes)
+            if patterns:
+                self._finish_root(span, attributes, patterns, changes)
         except Exception:  # noqa: BLE001 - findings are optional; the span is not
             internal_error("SpanInsights")
         return changes
@@ -539,16 +540,21 @@ class SpanInsights:
         if events is not None:
             changes.events = events
 
+    def _patterns(self, findings: RootFindings) -> list[NPlusOne] | None:
+        """The N+1 patterns of a local root that is ending (most requests have none)."""
+        try:
+            return findings.finish(self.n_plus_one_threshold)
+        except Exception:  # noqa: BLE001 - findings are optional; the span is not
+            internal_error("SpanInsights")
+            return None
+
     def _finish_root(
         self,
         span: ReadableSpan,
         attributes: Mapping[str, Any],
-        findings: RootFindings,
+        patterns: list[NPlusOne],
         changes: SpanChanges,
     ) -> None:
-        patterns = findings.finish(self.n_plus_one_threshold)
-        if not patterns:
-            return
         top = patterns[0]  # one set of attributes per span: the most repeated
         # OTEL_EXCELLENCE_DB_STATEMENT=omit keeps statements out of every signal: the
         # finding then says how often and where, not what.

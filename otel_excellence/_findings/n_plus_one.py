@@ -13,21 +13,25 @@ into their own root. A lock per root guards work fanned out to thread pools.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 MAX_PATTERNS_PER_ROOT = 64
 _MAX_PARENT_NAMES = 8
 
 
-@dataclass
 class _Pattern:
-    statement: str
-    system: str
-    operation: str
-    count: int = 0
-    first_identity: int | None = None
-    varied: bool = False  # seen with at least two different parameter sets
-    parents: dict[str, int] = field(default_factory=dict)
+    # A plain class with slots: one is made per distinct statement per request, and a
+    # dataclass with a default factory costs several times as much to build.
+    __slots__ = ("count", "first_identity", "operation", "parents", "statement", "system", "varied")
+
+    def __init__(self, statement: str, system: str, operation: str) -> None:
+        self.statement = statement
+        self.system = system
+        self.operation = operation
+        self.count = 0
+        self.first_identity: int | None = None
+        self.varied = False  # seen with at least two different parameter sets
+        self.parents: dict[str, int] = {}
 
     def note(self, identity: int | None, parent: str) -> None:
         self.count += 1
@@ -54,10 +58,6 @@ class NPlusOne:
     system: str
     operation: str
     parent: str  # the span the executions ran directly under (the most frequent one)
-
-
-def _most_frequent(parents: dict[str, int]) -> str:
-    return max(parents, key=parents.__getitem__)
 
 
 class RootFindings:
@@ -92,7 +92,8 @@ class RootFindings:
         """The N+1 patterns found, most repeated first; the state takes no more calls."""
         with self._lock:
             self.closed = True
-            patterns = list(self.patterns.values())
+        # Closed, the patterns no longer change: read without the lock. Most requests
+        # have none over the threshold, and end here with nothing built.
         found = [
             NPlusOne(
                 p.statement,
@@ -101,9 +102,11 @@ class RootFindings:
                 p.operation,
                 max(p.parents, key=p.parents.__getitem__),
             )
-            for p in patterns
+            for p in self.patterns.values()
             # The same parameters every time is a repeated query, not an N+1; with no
             # parameters observable the repetition alone counts.
             if p.count >= threshold and (p.varied or p.first_identity is None)
         ]
-        return sorted(found, key=lambda p: -p.count)
+        if len(found) > 1:
+            found.sort(key=lambda p: -p.count)
+        return found
