@@ -840,6 +840,20 @@ def scrub_error_text(text: str, system: str | None = None) -> str:
     ``system`` (``db.system``) is the dialect of SQLAlchemy's ``[SQL: ...]`` blocks; when
     None it is read from the driver SQLAlchemy names in the text, else fails closed.
     """
+    if len(text) <= _CACHED_ERROR_TEXT:
+        return _scrub_error_text_cached(text, system)
+    return _run(text, _FINDINGS, system)
+
+
+# When a dependency fails, the same message and stack trace come back thousands of times
+# a minute (and a span's status, exception message and stack trace repeat one another):
+# each distinct text is scrubbed once. Bounded: 256 entries of at most 4 KiB in, about
+# as much out.
+_CACHED_ERROR_TEXT = 4096
+
+
+@lru_cache(maxsize=256)
+def _scrub_error_text_cached(text: str, system: str | None) -> str:
     return _run(text, _FINDINGS, system)
 
 
