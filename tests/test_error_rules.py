@@ -12,11 +12,19 @@ from pathlib import Path
 import pytest
 import redis
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import otel_excellence
 from otel_excellence import ErrorRule, add_error_rules, classify_exception
 from otel_excellence._findings.error_rules import CLASSIFIER, RULES
-from otel_excellence._findings.errors import CATEGORIES, Classifier, ErrorClass, load_rules
+from otel_excellence._findings.errors import (
+    CATEGORIES,
+    Classifier,
+    ErrorClass,
+    ErrorFacts,
+    load_rules,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -253,3 +261,41 @@ def test_public_api_is_exported() -> None:
     for name in ("ErrorRule", "ErrorClass", "CATEGORIES", "add_error_rules", "classify_exception"):
         assert name in otel_excellence.__all__
         assert hasattr(otel_excellence, name)
+
+
+# -- the rule index: the same first match as trying every rule in order ---------------------
+_USER_RULES = (
+    ErrorRule("rate_limited", True, message="quota"),
+    ErrorRule("conflict", False, sqlstate="23"),
+    ErrorRule("not_found", False, exception="builtins.LookupError"),
+    ErrorRule("unavailable", True, http_status=(503,)),
+)
+
+
+def _facts() -> st.SearchStrategy[ErrorFacts]:
+    """Facts built from the values the rules name, so that many of them match."""
+    names = sorted({r.exception for r in (*RULES, *_USER_RULES) if r.exception} | {"x.Other"})
+    sqlstates = sorted({r.sqlstate for r in RULES if r.sqlstate} | {"23505", "99999"})
+    sqlites = sorted({r.sqlite for r in RULES if r.sqlite} | {"SQLITE_BUSY_X"})
+    statuses = sorted({s for r in RULES for s in r.http_status} | {200, 503, 418})
+    codes = sorted({c for r in RULES for c in r.grpc_code} | {"OK"})
+    return st.builds(
+        ErrorFacts,
+        types=st.lists(st.sampled_from(names), max_size=4),
+        message=st.sampled_from(["", "quota exceeded", "timed out", "deadlock detected"]),
+        sqlstate=st.none() | st.sampled_from(sqlstates),
+        sqlite=st.none() | st.sampled_from(sqlites),
+        http_status=st.none() | st.sampled_from(statuses),
+        grpc_code=st.none() | st.sampled_from(codes),
+    )
+
+
+@settings(max_examples=3000, deadline=None)
+@given(facts=_facts())
+def test_the_rule_index_finds_the_first_rule_that_matches_in_order(facts: ErrorFacts) -> None:
+    classifier = Classifier(RULES)
+    classifier.add(_USER_RULES)
+    every_rule = (*_USER_RULES, *RULES)
+    expected = next((rule for rule in every_rule if rule.matches(facts)), None)
+    found = classifier.match(facts)
+    assert found == (ErrorClass(expected.category, expected.retryable) if expected else None)
