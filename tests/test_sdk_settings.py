@@ -311,3 +311,29 @@ class TestRepairs:
         self.repaired(environ, OTEL_EXPORTER_OTLP_ENDPOINT=f"ftp://user:{SECRET}@collector:4317")
         assert "OTEL_EXPORTER_OTLP_ENDPOINT" in warnings_seen.text
         assert SECRET not in warnings_seen.text
+
+
+def test_a_batch_processor_the_sdk_still_refuses_is_built_with_the_sdk_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the repair (set after it, as an app might): the SDK raises on a zero queue;
+    traces and logs still get a working processor, with the defaults declared once in
+    sdk_settings (the SDK's own: 2048, 5000/1000 ms, 512, 30000 ms)."""
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+    from otel_excellence._config import configurator
+
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "0")
+    monkeypatch.setenv("OTEL_BLRP_MAX_QUEUE_SIZE", "0")
+    with pytest.raises(ValueError, match="max_queue_size"):
+        BatchLogRecordProcessor(InMemoryLogRecordExporter())
+    spans = configurator._batch_span_processor(ConsoleSpanExporter())._batch_processor
+    logs = configurator._batch_log_processor(InMemoryLogRecordExporter())._batch_processor
+    try:
+        assert (spans._max_queue_size, spans._schedule_delay_millis) == (2048, 5000)
+        assert (spans._max_export_batch_size, spans._export_timeout_millis) == (512, 30000)
+        assert (logs._max_queue_size, logs._schedule_delay_millis) == (2048, 1000)
+        assert (logs._max_export_batch_size, logs._export_timeout_millis) == (512, 30000)
+    finally:
+        spans.shutdown()
+        logs.shutdown()

@@ -157,13 +157,7 @@ def _batch_span_processor(exporter: SpanExporter) -> BatchSpanProcessor:
         # sdk_settings repairs the OTEL_BSP_* variables first; if the SDK still refuses,
         # its documented defaults keep traces flowing.
         warn_once("bsp-defaults", "batch span processor: %s; using the SDK defaults", error)
-        return BatchSpanProcessor(
-            exporter,
-            max_queue_size=2048,
-            schedule_delay_millis=5000,
-            max_export_batch_size=512,
-            export_timeout_millis=30000,
-        )
+        return BatchSpanProcessor(exporter, **sdk_settings.processor_defaults("OTEL_BSP"))
 
 
 def _batch_log_processor(exporter: LogRecordExporter) -> BatchLogRecordProcessor:
@@ -171,13 +165,7 @@ def _batch_log_processor(exporter: LogRecordExporter) -> BatchLogRecordProcessor
         return BatchLogRecordProcessor(exporter)
     except ValueError as error:
         warn_once("blrp-defaults", "batch log record processor: %s; using the SDK defaults", error)
-        return BatchLogRecordProcessor(
-            exporter,
-            schedule_delay_millis=1000,
-            max_export_batch_size=512,
-            export_timeout_millis=30000,
-            max_queue_size=2048,
-        )
+        return BatchLogRecordProcessor(exporter, **sdk_settings.processor_defaults("OTEL_BLRP"))
 
 
 def _watch(processor: object, counter: DeliveryCounter) -> None:

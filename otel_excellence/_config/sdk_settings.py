@@ -21,6 +21,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
+from typing import TypedDict
 from urllib.parse import unquote, urlsplit
 
 from opentelemetry.util._importlib_metadata import entry_points
@@ -602,3 +603,21 @@ def render_markdown() -> str:
         default = setting.default if plain else f"`{setting.default}`"
         lines.append(f"| `{setting.env}` | {default} | {setting.expected} |")
     return "\n".join(lines) + "\n"
+
+
+class ProcessorDefaults(TypedDict):
+    max_queue_size: int
+    schedule_delay_millis: int
+    max_export_batch_size: int
+    export_timeout_millis: int
+
+
+def processor_defaults(prefix: str) -> ProcessorDefaults:
+    """A batch processor's SDK defaults (``OTEL_BSP`` or ``OTEL_BLRP``), as its keywords."""
+    defaults = {setting.env: setting.default for setting in SDK_SETTINGS}
+    return ProcessorDefaults(
+        max_queue_size=int(defaults[f"{prefix}_MAX_QUEUE_SIZE"]),
+        schedule_delay_millis=int(defaults[f"{prefix}_SCHEDULE_DELAY"]),
+        max_export_batch_size=int(defaults[f"{prefix}_MAX_EXPORT_BATCH_SIZE"]),
+        export_timeout_millis=int(defaults[f"{prefix}_EXPORT_TIMEOUT"]),
+    )
