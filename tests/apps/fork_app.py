@@ -36,7 +36,9 @@ def forked() -> None:
         if pid == 0:
             with tracer.start_as_current_span("child.work"):
                 jobs.add(1)
-            print(f"child {os.getpid()}", flush=True)
+            # One write per line: the tests run apps unbuffered, where print() writes the
+            # text and its newline apart and sibling children's lines can interleave.
+            os.write(1, f"child {os.getpid()}\n".encode())
             if os.environ.get("EXIT") == "sys":
                 sys.exit(0)
             os._exit(0)
