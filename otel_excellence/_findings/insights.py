@@ -85,6 +85,7 @@ class DbCall:
     # object.__setattr__ per field cost more than all the rest of its reading.
     __slots__ = (
         "counted",
+        "literals",
         "namespace",
         "operation",
         "server_address",
@@ -114,6 +115,7 @@ class DbCall:
         # connects, and a driver span that is the inner half of a SQLAlchemy span.
         self.counted = counted
         self.operation = ""  # db.operation.name, once the statement is read
+        self.literals = False  # the raw text carried literals (it tells calls apart)
 
 
 def db_call(span: ReadableSpan, attributes: Mapping[str, Any]) -> DbCall | None:
@@ -128,9 +130,10 @@ def db_call(span: ReadableSpan, attributes: Mapping[str, Any]) -> DbCall | None:
     port = get("server.port") or get("net.peer.port")
     namespace = get("db.namespace") or get("db.name")
     address = get("server.address") or get("net.peer.name")
-    scope = span.instrumentation_scope
+    # The SDK's private fields: its public accessors are properties, one call each.
+    scope = span._instrumentation_scope
     from_sqlalchemy = scope is not None and scope.name == lineage.SQLALCHEMY_SCOPE
-    connect = from_sqlalchemy and span.name == "connect"
+    connect = from_sqlalchemy and span._name == "connect"
     keys = _STATEMENT_KEYS.get((get("db.query.text") is not None, get("db.statement") is not None))
     return DbCall(
         system,
@@ -175,16 +178,22 @@ def operation_of(system: str, statement: str | None, span_name: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def statement_facts(statement: str, system: str, span_name: str) -> tuple[str, str, str | None]:
-    """(normal form, operation, safe span name or None) of a database span's statement.
+def statement_facts(
+    statement: str, system: str, span_name: str
+) -> tuple[str, str, str | None, bool]:
+    """(normal form, operation, safe span name or None, literals) of a statement.
 
     Everything derived from the statement text, once per distinct statement and name:
     the sanitizer's own cache keys on the text too, but one lookup here replaces three.
+    ``literals``: the text differs from its normal form by more than spacing, so it
+    carried values that tell calls apart; spacing alone (a multi-line statement, a Redis
+    pipeline's "GET ?\nSET ? ?") says nothing, and repetition alone then counts.
     """
     normalized = sanitize_statement(statement, system)
     operation = operation_of(system, normalized, span_name)
     renamed = None if system in _COMMAND_SYSTEMS else safe_span_name(span_name, operation)
-    return normalized, operation, renamed
+    literals = statement != normalized and " ".join(statement.split()) != normalized
+    return normalized, operation, renamed, literals
 
 
 @functools.lru_cache(maxsize=1024)
@@ -373,23 +382,13 @@ def scrubbed_events(events: Sequence[Event], scrub: Any) -> list[Event] | None:
     return out if changed else None
 
 
-def identity_of(span: ReadableSpan, call: DbCall, normalized: str) -> int | None:
+def identity_of(span: ReadableSpan, call: DbCall) -> int | None:
     """What a call ran with, as a hash: bound parameters (seen by a library hook) plus
     the raw text (literals differ per call); None when nothing tells calls apart."""
     parameters = span.__dict__.get(lineage.PARAMETERS, lineage.NO_PARAMETERS)
     if parameters is not lineage.NO_PARAMETERS:
         return hash((call.statement, parameters_hash(parameters)))
-    statement = call.statement
-    # Raw text that differs from the normal form by more than spacing carried literals:
-    # they tell the calls apart. Spacing alone (a multi-line statement, a Redis
-    # pipeline's "GET ?\nSET ? ?") says nothing, and repetition alone then counts.
-    if (
-        statement is not None
-        and statement != normalized
-        and " ".join(statement[:MAX_STATEMENT_READ].split()) != normalized
-    ):
-        return hash(statement)
-    return None
+    return hash(call.statement) if call.literals else None
 
 
 # -- the enricher -------------------------------------------------------------------------
@@ -502,12 +501,12 @@ class SpanInsights:
         statement = call.statement
         normalized = None
         if statement is None:
-            call.operation = operation_of(call.system, None, span.name)
+            call.operation = operation_of(call.system, None, span._name)
         else:
             # Keyed on what the sanitizer reads: a cache of whole multi-megabyte bulk
             # statements would hold megabytes per entry.
-            normalized, call.operation, renamed = statement_facts(
-                statement[:MAX_STATEMENT_READ], call.system, span.name
+            normalized, call.operation, renamed, call.literals = statement_facts(
+                statement[:MAX_STATEMENT_READ], call.system, span._name
             )
             mode = self.statement_mode
             if mode == "sanitized":
@@ -651,11 +650,12 @@ class SpanInsights:
                 key[:2], _db_attributes(call.system, operation)
             )
             self._slow.add(slow, 1, span.context)
-        root = lineage.local_root(span)  # type: ignore[arg-type]
+        notes = span.__dict__  # lineage.local_root and parent_of, without two calls
+        root = notes.get(lineage.ROOT)
         if normalized is None or root is None:
             return  # a statement with no request or task around it repeats nothing
-        parent = lineage.parent_of(span)  # type: ignore[arg-type]
-        if parent is not None and parent.kind is SpanKind.PRODUCER:
+        parent = notes.get(lineage.PARENT)
+        if parent is not None and parent._kind is SpanKind.PRODUCER:
             # The transport of a message being sent (kombu's Redis LPUSH under Celery's
             # apply_async): enqueuing tasks in a loop is not a database N+1.
             return
@@ -663,11 +663,7 @@ class SpanInsights:
         if findings is None:
             findings = root.__dict__.setdefault(lineage.FINDINGS, RootFindings())
         findings.observe(
-            normalized,
-            call.system,
-            operation,
-            identity_of(span, call, normalized),
-            (parent or root).name,
+            normalized, call.system, operation, identity_of(span, call), (parent or root)._name
         )
 
     @staticmethod
