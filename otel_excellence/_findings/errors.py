@@ -12,6 +12,7 @@ psycopg or sqlite3 error with its SQLSTATE) and an explicit ``raise ... from`` c
 from __future__ import annotations
 
 import builtins
+import functools
 import importlib
 import re
 import sys
@@ -155,13 +156,19 @@ def _grpc_code_of(exc: BaseException) -> str | None:
     return name if isinstance(name, str) else None
 
 
+@functools.lru_cache(maxsize=512)
+def _mro_names(cls: type) -> tuple[str, ...]:
+    # Per class, not per error: the names of a class and its bases do not change.
+    return tuple(qualified_name(base) for base in cls.__mro__)
+
+
 def facts_from_exception(exc: BaseException) -> ErrorFacts:
     """What the rules can match, read defensively: a broken ``__str__`` or a property
     that raises costs that one fact, never the classification."""
     sqlstate = attribute(exc, "sqlstate") or attribute(exc, "pgcode")
     sqlite = attribute(exc, "sqlite_errorname")
     return ErrorFacts(
-        types=[qualified_name(cls) for cls in type(exc).__mro__],
+        types=_mro_names(type(exc)),  # type: ignore[arg-type]  # classes hash; typeshed disagrees
         message=safe_str(exc)[:MAX_RULE_MESSAGE],
         sqlstate=sqlstate if isinstance(sqlstate, str) else None,
         sqlite=sqlite if isinstance(sqlite, str) else None,
@@ -173,6 +180,11 @@ def facts_from_exception(exc: BaseException) -> ErrorFacts:
 # "(psycopg.errors.UniqueViolation) duplicate key ..." - how SQLAlchemy names the
 # wrapped error in its message; all the string path has of the original.
 _WRAPPED_TYPE = re.compile(r"^\(([\w.]{1,256})\)")
+
+
+# Verdicts remembered per index: keys hold at most MAX_RULE_MESSAGE characters of message.
+_MAX_VERDICTS = 1024
+_UNKNOWN: Any = object()
 
 
 class _RuleIndex:
@@ -188,6 +200,7 @@ class _RuleIndex:
         self.by_type: dict[str, list[int]] = {}
         self.by_fact: dict[str, list[int]] = {}
         self.always: list[int] = []
+        self._verdicts: dict[tuple[Any, ...], ErrorClass | None] = {}
         for position, rule in enumerate(rules):
             if rule.exception is not None:
                 self.by_type.setdefault(rule.exception, []).append(position)
@@ -195,6 +208,27 @@ class _RuleIndex:
                 self.by_fact.setdefault(fact, []).append(position)
             else:
                 self.always.append(position)
+
+    def verdict(self, facts: ErrorFacts) -> ErrorClass | None:
+        """``match``'s verdict, remembered per set of facts: a failing dependency fails
+        the same way again and again, and a verdict depends on nothing else (the index
+        is rebuilt, and this forgotten, when the rules change)."""
+        key = (
+            tuple(facts.types),
+            facts.message,
+            facts.sqlstate,
+            facts.sqlite,
+            facts.http_status,
+            facts.grpc_code,
+        )
+        found = self._verdicts.get(key, _UNKNOWN)
+        if found is _UNKNOWN:
+            rule = self.match(facts)
+            found = ErrorClass(rule.category, rule.retryable) if rule is not None else None
+            if len(self._verdicts) >= _MAX_VERDICTS:
+                self._verdicts.clear()  # bounded; as good as LRU for a hot few
+            self._verdicts[key] = found
+        return found  # type: ignore[no-any-return]
 
     def match(self, facts: ErrorFacts) -> ErrorRule | None:
         positions = list(self.always)
@@ -301,8 +335,7 @@ class Classifier:
     def match(self, facts: ErrorFacts) -> ErrorClass | None:
         if self._pending_user_rules is not None:
             self.load_user_rules()
-        rule = self._index.match(facts)
-        return ErrorClass(rule.category, rule.retryable) if rule is not None else None
+        return self._index.verdict(facts)
 
     def classify_exception(self, exc: BaseException) -> ErrorClass:
         """Classify ``exc``, preferring what it wraps when that is more specific."""

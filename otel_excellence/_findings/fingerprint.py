@@ -100,7 +100,7 @@ def _digest(exception_type: str, frames: Iterable[str]) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
-def _frames_of(tb: TracebackType | None) -> list[tuple[str, str, bool]]:
+def _codes_of(tb: TracebackType | None) -> tuple[CodeType, ...]:
     # A direct walk: traceback.extract_tb also reads source lines, which we never use.
     # The walk is as deep as the stack (bounded by the recursion limit); the innermost
     # frames are kept.
@@ -108,6 +108,10 @@ def _frames_of(tb: TracebackType | None) -> list[tuple[str, str, bool]]:
     while tb is not None:
         codes.append(tb.tb_frame.f_code)
         tb = tb.tb_next
+    return tuple(codes)
+
+
+def _frames_of(codes: Iterable[CodeType]) -> list[tuple[str, str, bool]]:
     frames = []
     for code in codes:
         module, in_app = _module_of(code.co_filename)
@@ -127,6 +131,14 @@ def _caller_frames(start: FrameType | None) -> list[tuple[str, str, bool]]:
     return frames
 
 
+# Fingerprints by exception type and the code objects its traceback passed through (by
+# id: hashing a code object hashes its constants): a failing dependency raises from the
+# same place again and again. None for a traceback without an application frame, whose
+# fingerprint depends on the call stack around it.
+_MAX_TRACEBACKS = 1024
+_by_traceback: dict[tuple[str, tuple[int, ...]], tuple[str | None, tuple[CodeType, ...]]] = {}
+
+
 def fingerprint_exception(exception_type: str, exc: BaseException) -> str:
     """Fingerprint of a live exception.
 
@@ -134,9 +146,21 @@ def fingerprint_exception(exception_type: str, exc: BaseException) -> str:
     when that holds no application frame (a database error caught inside SQLAlchemy),
     the application frames of the current call stack say where it came from.
     """
-    frames = _frames_of(exc.__traceback__)
-    if not any(in_app for *_, in_app in frames):
-        frames = _caller_frames(sys._getframe(1)) + frames
+    codes = _codes_of(exc.__traceback__)
+    exception_type = exception_type[:_MAX_NAME]  # as _digest reads it
+    key = (exception_type, tuple(map(id, codes)))
+    known = _by_traceback.get(key)
+    if known is None:
+        frames = _frames_of(codes)
+        in_app = any(in_app for *_, in_app in frames)
+        digest = _digest(exception_type, _select(frames)) if in_app else None
+        if len(_by_traceback) >= _MAX_TRACEBACKS:
+            _by_traceback.clear()  # bounded; as good as LRU for a hot few
+        # The entry holds the code objects, so their ids cannot be reused while cached.
+        known = _by_traceback[key] = (digest, codes)
+    if known[0] is not None:
+        return known[0]
+    frames = _caller_frames(sys._getframe(1)) + _frames_of(codes)
     return _digest(exception_type, _select(frames))
 
 

@@ -19,7 +19,6 @@ instrumentation is added. SQLAlchemy's pool ``connect`` spans are not operations
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import re
@@ -224,7 +223,9 @@ class Failure:
 
 def _exception_events(span: ReadableSpan) -> list[Event]:
     events = span._events
-    return [e for e in events if e.name == "exception"] if len(events) else []
+    # The BoundedList's deque: its own iterator copies it under its lock.
+    items = events._dq if type(events) is BoundedList else events  # type: ignore[attr-defined]
+    return [e for e in items if e.name == "exception"] if items else []
 
 
 def _live_exception(span: ReadableSpan, exception_type: str | None) -> BaseException | None:
@@ -239,7 +240,7 @@ def _live_exception(span: ReadableSpan, exception_type: str | None) -> BaseExcep
         return None
     if exception_type is not None:
         return exc if qualified_name(type(exc)) == exception_type else None
-    description = span.status.description
+    description = span._status.description
     return exc if description and safe_str(exc).startswith(description) else None
 
 
@@ -254,20 +255,22 @@ def _handled(span: ReadableSpan, exception_type: str | None) -> BaseException | 
     return exc
 
 
+_GRPC_CODE_NAMES = {
+    1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED",
+    5: "NOT_FOUND", 6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED",
+    9: "FAILED_PRECONDITION", 10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED",
+    13: "INTERNAL", 14: "UNAVAILABLE", 15: "DATA_LOSS", 16: "UNAUTHENTICATED",
+}  # fmt: skip
+
+
 def _grpc_code_name(value: Any) -> str | None:
-    codes = {
-        1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED",
-        5: "NOT_FOUND", 6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED",
-        9: "FAILED_PRECONDITION", 10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED",
-        13: "INTERNAL", 14: "UNAVAILABLE", 15: "DATA_LOSS", 16: "UNAUTHENTICATED",
-    }  # fmt: skip
-    return codes.get(value) if isinstance(value, int) else None
+    return _GRPC_CODE_NAMES.get(value) if isinstance(value, int) else None
 
 
 def failure(span: ReadableSpan, attributes: Mapping[str, Any]) -> Failure | None:
     """Why ``span`` failed, or None if it did not."""
     events = _exception_events(span)
-    if span.status.status_code is not StatusCode.ERROR and not events:
+    if span._status.status_code is not StatusCode.ERROR and not events:
         return None
     found = Failure(
         http_status=_int_or_none(sc.first(attributes, sc.HTTP_STATUS)),
@@ -289,7 +292,7 @@ def failure(span: ReadableSpan, attributes: Mapping[str, Any]) -> Failure | None
         found.exception = _handled(span, None) or _live_exception(span, None)
         if (
             found.exception is None
-            and span.kind in _RESPONSE_KINDS
+            and span._kind in _RESPONSE_KINDS
             and (found.http_status or 0) >= 500
         ):
             root = lineage.local_root(span)  # type: ignore[arg-type]
@@ -351,35 +354,42 @@ def first_count(exc: BaseException | None, trace_id: int) -> bool:
     """
     if exc is None:
         return True
-    related = (exc, *wrapped(exc))  # orig or __cause__ may be properties that raise
-    if any(getattr(e, _COUNTED, None) == trace_id for e in related if e is not None):
+    if getattr(exc, _COUNTED, None) == trace_id:
         return False
+    for inner in wrapped(exc):  # orig or __cause__ may be properties that raise
+        if getattr(inner, _COUNTED, None) == trace_id:
+            return False
     # Marked with the trace it failed: an exception object the application reuses (a
     # module-level instance), or one unpickled from another process, counts again in
     # another trace. A type without __dict__ counts each time: over- rather than under-.
-    with contextlib.suppress(AttributeError, TypeError):
+    try:  # noqa: SIM105 - suppress() builds a context manager per failed span
         setattr(exc, _COUNTED, trace_id)
+    except (AttributeError, TypeError):
+        pass
     return True
 
 
 def scrubbed_events(events: Sequence[Event], scrub: Any) -> list[Event] | None:
     """Exception events with scrubbed message and stack trace; None if nothing changed."""
-    changed = False
-    out = []
-    for event in events:
+    out: list[Event] | None = None
+    for position, event in enumerate(events):
+        if event.name != "exception":
+            continue
         attributes = event.attributes or {}
-        if event.name == "exception":
-            new = dict(attributes)
-            for key in (sc.EXCEPTION_MESSAGE, sc.EXCEPTION_STACKTRACE):
-                value = attributes.get(key)
-                if isinstance(value, str):
-                    new[key] = scrub(value)
-            if new != dict(attributes):
-                changed = True
-                out.append(Event(event.name, new, event.timestamp))
-                continue
-        out.append(event)
-    return out if changed else None
+        new = None
+        for key in (sc.EXCEPTION_MESSAGE, sc.EXCEPTION_STACKTRACE):
+            value = attributes.get(key)
+            if isinstance(value, str):
+                cleaned = scrub(value)
+                if cleaned != value:
+                    if new is None:
+                        new = dict(attributes)
+                    new[key] = cleaned
+        if new is not None:
+            if out is None:
+                out = list(events)
+            out[position] = Event(event.name, new, event.timestamp)
+    return out
 
 
 def identity_of(span: ReadableSpan, call: DbCall) -> int | None:
@@ -530,12 +540,12 @@ class SpanInsights:
         return normalized
 
     def _scrub_failure(self, span: ReadableSpan, changes: SpanChanges) -> None:
-        description = span.status.description
+        description = span._status.description
         if description:
             cleaned = self._scrub(description)
             if cleaned != description:
                 changes.status = Status(StatusCode.ERROR, cleaned)
-        events = scrubbed_events(span.events, self._scrub)
+        events = scrubbed_events(span._events, self._scrub)
         if events is not None:
             changes.events = events
 
@@ -596,7 +606,8 @@ class SpanInsights:
         changes.attributes[sc.ERROR_CATEGORY] = verdict.category
         changes.attributes[sc.ERROR_RETRYABLE] = verdict.retryable
         changes.attributes[sc.ERROR_FINGERPRINT] = print_
-        if first_count(found.exception, span.context.trace_id if span.context else 0):
+        context = span._context
+        if first_count(found.exception, context.trace_id if context else 0):
             key = (verdict.category, verdict.retryable, kind, print_)
             cell = self._errors.cell(
                 key,
