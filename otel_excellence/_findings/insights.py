@@ -119,7 +119,7 @@ class DbCall:
 
 def db_call(span: ReadableSpan, attributes: Mapping[str, Any]) -> DbCall | None:
     """The database call behind a client span, or None for any other span."""
-    if span.kind is not SpanKind.CLIENT:
+    if span._kind is not SpanKind.CLIENT:
         return None
     get = attributes.get
     system = get("db.system.name") or get("db.system")
@@ -443,9 +443,9 @@ class SpanInsights:
         # The hot path: most spans are neither database calls nor failed nor roots with
         # findings, and are done after a handful of reads (no copies of attributes or
         # events - the SDK's accessors copy - and no SpanChanges).
-        attributes = attributes_of(span)
         call = None
         if span._kind is SpanKind.CLIENT:
+            attributes = attributes_of(span)
             lineage.note_end(span)  # type: ignore[arg-type]
             call = db_call(span, attributes)
         events = span._events
@@ -457,6 +457,8 @@ class SpanInsights:
         patterns = self._patterns(findings) if findings is not None else None
         if call is None and not failed and not patterns:
             return changes
+        if call is None:
+            attributes = attributes_of(span)  # read only when there is work to do
         if changes is None:
             changes = SpanChanges()
         normalized = None

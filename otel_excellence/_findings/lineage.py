@@ -18,10 +18,13 @@ context keeps concurrent requests apart.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
+from opentelemetry import context as context_api
 from opentelemetry.context import Context, get_current
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.sdk.trace import Span
 from opentelemetry.sdk.trace import _Span as _SdkSpan
 from opentelemetry.trace import SpanKind
@@ -55,13 +58,29 @@ driver_parameters: ContextVar[Any] = ContextVar(
 dbapi_execution: ContextVar[bool] = ContextVar("otel_excellence_dbapi", default=False)
 
 
+def _current_context_getter() -> Callable[[], Context]:
+    """``get_current`` without the API's two layers of calls (it runs for every span and
+    every log event), for the default contextvars runtime; any other runtime keeps the
+    API's function."""
+    runtime = getattr(context_api, "_RUNTIME_CONTEXT", None)
+    if type(runtime) is ContextVarsRuntimeContext:
+        variable = getattr(runtime, "_current_context", None)
+        if isinstance(variable, ContextVar):
+            return variable.get
+    return get_current
+
+
+current_context = _current_context_getter()
+
+
 def note_start(span: Span, parent_context: Context | None) -> None:
     """Note the span's local root and parent, and whether it is a driver twin."""
     # trace.get_current_span(parent_context), without its layers of calls: on_start
     # runs for every span.
     # An empty Context() is falsy but means "no parent" (a new root; extract() of a
     # message without trace headers): only None means the current context.
-    current = (parent_context if parent_context is not None else get_current()).get(_SPAN_KEY)
+    context = parent_context if parent_context is not None else current_context()
+    current = context.get(_SPAN_KEY)
     # A local SDK span (remote and absent parents are not); a type check, not the ABC's
     # isinstance, which costs more than all the rest here.
     parent = current if type(current) in _SDK_SPANS else None

@@ -30,7 +30,6 @@ from typing import Any
 
 from opentelemetry import baggage
 from opentelemetry._logs import LogRecord, NoOpLogger, get_logger
-from opentelemetry.context import get_current
 from opentelemetry.instrumentation.structlog import StructlogInstrumentor, StructlogProcessor
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.trace import Span
@@ -46,6 +45,7 @@ from otel_excellence._findings.fingerprint import (
     fingerprint_exception,
     fingerprint_stacktrace,
 )
+from otel_excellence._findings.lineage import current_context
 from otel_excellence._findings.sql import scrub_credentials, scrub_error_text, valid_utf8
 from otel_excellence._logs import tap as _tap
 from otel_excellence._logs.tap import reaches_root, tapped_handler
@@ -265,7 +265,7 @@ def add_trace_ids(event_dict: dict[str, Any]) -> None:
     """``trace_id`` and ``span_id`` of the active span, for the rendered line."""
     global _last_ids  # noqa: PLW0603 - one tuple, replaced whole: safe across threads
     # trace.get_current_span() without its layers of calls (this runs per log event).
-    span: Span | None = get_current().get(_SPAN_KEY)  # type: ignore[assignment]
+    span: Span | None = current_context().get(_SPAN_KEY)  # type: ignore[assignment]
     if span is None:
         return
     context = span.get_span_context()
