@@ -125,7 +125,8 @@ def db_call(span: ReadableSpan, attributes: Mapping[str, Any]) -> DbCall | None:
     system = get("db.system.name") or get("db.system")
     if not isinstance(system, str):
         return None
-    statement = get("db.query.text") or get("db.statement")
+    query_text, old_statement = get("db.query.text"), get("db.statement")
+    statement = query_text or old_statement
     port = get("server.port") or get("net.peer.port")
     namespace = get("db.namespace") or get("db.name")
     address = get("server.address") or get("net.peer.name")
@@ -133,7 +134,7 @@ def db_call(span: ReadableSpan, attributes: Mapping[str, Any]) -> DbCall | None:
     scope = span._instrumentation_scope
     from_sqlalchemy = scope is not None and scope.name == lineage.SQLALCHEMY_SCOPE
     connect = from_sqlalchemy and span._name == "connect"
-    keys = _STATEMENT_KEYS.get((get("db.query.text") is not None, get("db.statement") is not None))
+    keys = _STATEMENT_KEYS.get((query_text is not None, old_statement is not None))
     return DbCall(
         system,
         statement if isinstance(statement, str) else None,
