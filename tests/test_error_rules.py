@@ -160,6 +160,14 @@ class TestUserRules:
         assert classify_exception(ValueError("quota exceeded")) == ErrorClass("rate_limited", True)
         assert classify_exception(ValueError("other")) == ErrorClass("validation", False)
 
+    def test_a_rule_added_later_applies_to_an_error_already_classified(self) -> None:
+        """Verdicts are remembered per error; a rule added (or removed) still counts."""
+        assert classify_exception(ValueError("quota")) == ErrorClass("validation", False)
+        add_error_rules(ErrorRule("rate_limited", True, exception="ValueError"))
+        assert classify_exception(ValueError("quota")) == ErrorClass("rate_limited", True)
+        CLASSIFIER.reset_user_rules()
+        assert classify_exception(ValueError("quota")) == ErrorClass("validation", False)
+
     def test_a_rule_with_an_unknown_category_is_ignored_with_a_warning(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:

@@ -29,7 +29,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 from otel_excellence import _diagnostics as _log
 from otel_excellence._config.settings import Settings
-from otel_excellence._findings.fingerprint import fingerprint_stacktrace
+from otel_excellence._findings.fingerprint import (
+    fingerprint_exception,
+    fingerprint_stacktrace,
+)
 from otel_excellence._findings.insights import DURATION_BUCKETS
 from tests.support.ports import free_port
 from tests.support.services import Postgres, Redis
@@ -215,7 +218,24 @@ def _fail_elsewhere(tel: Telemetry) -> str:
     return str(attrs(tel.spans()[-1])["otel_excellence.error.fingerprint"])
 
 
+def _unraised_here() -> str:
+    return fingerprint_exception("KeyError", KeyError("k"))
+
+
+def _unraised_elsewhere() -> str:
+    return fingerprint_exception("KeyError", KeyError("k"))
+
+
 class TestFingerprint:
+    def test_an_error_without_application_frames_is_placed_by_its_callers(self) -> None:
+        """No application frame in its traceback (here: no traceback at all): the call
+        stack's application frames place it. Two call sites, two groups, however often
+        each repeats (fingerprints are remembered per traceback, never these)."""
+        here = {_unraised_here() for _ in range(3)}
+        elsewhere = {_unraised_elsewhere() for _ in range(3)}
+        assert len(here) == len(elsewhere) == 1
+        assert here != elsewhere
+
     def test_same_error_same_place_groups_and_another_place_does_not(
         self, telemetry: Telemetry
     ) -> None:
