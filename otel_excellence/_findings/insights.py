@@ -460,20 +460,22 @@ class SpanInsights:
             return changes
         if call is None:
             attributes = attributes_of(span)  # read only when there is work to do
-        if changes is None:
-            changes = SpanChanges()
+        # SpanChanges is made when there is a change: most database spans need none
+        # (bound parameters, nothing slow), and for them it was a tenth of the work.
         normalized = None
         if call is not None or failed:
             # Protection first and on its own: should a finding below fail, the span
             # still goes out without secrets (changes made before a failure are kept).
-            normalized = self._protect(span, attributes, call, failed, changes)
+            normalized, changes = self._protect(span, attributes, call, failed, changes)
         try:
             found = failure(span, attributes) if failed else None
             if found is not None:
+                changes = changes if changes is not None else SpanChanges()
                 self._failed(span, attributes, found, changes)
             if call is not None and call.counted:
-                self._database(span, call, normalized, found, changes)
+                changes = self._database(span, call, normalized, found, changes)
             if patterns:
+                changes = changes if changes is not None else SpanChanges()
                 self._finish_root(span, attributes, patterns, changes)
         except Exception:  # noqa: BLE001 - findings are optional; the span is not
             internal_error("SpanInsights")
@@ -485,32 +487,35 @@ class SpanInsights:
         attributes: Mapping[str, Any],
         call: DbCall | None,
         failed: bool,
-        changes: SpanChanges,
-    ) -> str | None:
-        """Sanitize the statement and scrub error texts; fail closed. The normal form."""
+        changes: SpanChanges | None,
+    ) -> tuple[str | None, SpanChanges | None]:
+        """Sanitize the statement and scrub error texts; fail closed. The normal form,
+        and the changes (made if there are any)."""
         normalized = None
         try:
             if call is not None:
-                normalized = self._protect_call(span, attributes, call, changes)
+                normalized, changes = self._protect_call(span, attributes, call, changes)
             if failed:
-                self._scrub_failure(span, changes)
+                changes = self._scrub_failure(span, changes)
         except Exception:  # noqa: BLE001 - drop what could not be cleaned, never export it
             internal_error("SpanInsights protection")
+            if changes is None:
+                changes = SpanChanges()
             if call is not None:
                 changes.removed.update(call.statement_keys)
                 changes.removed.update(_parameter_attributes(attributes))
                 changes.removed.add(sc.CONNECTION_STRING)
             changes.status = Status(span.status.status_code, None)
             changes.events = [e for e in span.events if e.name != "exception"]
-        return normalized
+        return normalized, changes
 
     def _protect_call(
         self,
         span: ReadableSpan,
         attributes: Mapping[str, Any],
         call: DbCall,
-        changes: SpanChanges,
-    ) -> str | None:
+        changes: SpanChanges | None,
+    ) -> tuple[str | None, SpanChanges | None]:
         statement = call.statement
         normalized = None
         if statement is None:
@@ -524,25 +529,32 @@ class SpanInsights:
             mode = self.statement_mode
             if mode == "sanitized":
                 if normalized != statement:
+                    changes = changes if changes is not None else SpanChanges()
                     for key in call.statement_keys:
                         changes.attributes[key] = normalized
             elif mode == "omit":
+                changes = changes if changes is not None else SpanChanges()
                 changes.removed.update(call.statement_keys)
             if renamed is not None and mode != "raw":
+                changes = changes if changes is not None else SpanChanges()
                 self._rename(attributes, call.operation, renamed, changes)
         if self.statement_mode != "raw":
             # Bound values some instrumentations can capture; db.query.parameter.<key>
             # exists only with the stable conventions (db.query.text).
+            bound = _parameter_attributes(attributes) if "db.query.text" in attributes else []
             if "db.statement.parameters" in attributes:
-                changes.removed.add("db.statement.parameters")
-            if "db.query.text" in attributes:
-                changes.removed.update(_parameter_attributes(attributes))
+                bound.append("db.statement.parameters")
+            if bound:
+                changes = changes if changes is not None else SpanChanges()
+                changes.removed.update(bound)
         connection = attributes.get(sc.CONNECTION_STRING)
         if isinstance(connection, str):
+            changes = changes if changes is not None else SpanChanges()
             changes.attributes[sc.CONNECTION_STRING] = scrub_credentials(connection)
-        return normalized
+        return normalized, changes
 
-    def _scrub_failure(self, span: ReadableSpan, changes: SpanChanges) -> None:
+    def _scrub_failure(self, span: ReadableSpan, changes: SpanChanges | None) -> SpanChanges:
+        changes = changes if changes is not None else SpanChanges()  # a failure is noted
         description = span._status.description
         if description:
             cleaned = self._scrub(description)
@@ -551,6 +563,7 @@ class SpanInsights:
         events = scrubbed_events(span._events, self._scrub)
         if events is not None:
             changes.events = events
+        return changes
 
     def _patterns(self, findings: RootFindings) -> list[NPlusOne] | None:
         """The N+1 patterns of a local root that is ending (most requests have none)."""
@@ -629,13 +642,13 @@ class SpanInsights:
         call: DbCall,
         normalized: str | None,
         found: Failure | None,
-        changes: SpanChanges,
-    ) -> None:
+        changes: SpanChanges | None,
+    ) -> SpanChanges | None:
         start, end = span._start_time, span._end_time
         seconds = max(0, end - start) / 1e9 if start is not None and end is not None else 0.0
         operation = call.operation
         failed_as = None
-        if found is not None:
+        if found is not None and changes is not None:  # made for the failure
             failed_as = str(changes.attributes.get(sc.ERROR_TYPE, "_OTHER"))
         key: tuple[Any, ...] = (
             call.system,
@@ -659,6 +672,7 @@ class SpanInsights:
         if not (self._dbapi_records_duration and lineage.DBAPI_TIMED in span.__dict__):
             self._duration.record(cell, seconds, span.context)
         if seconds >= self.slow_threshold_s:
+            changes = changes if changes is not None else SpanChanges()
             changes.attributes[sc.DB_SLOW] = True
             slow = self._slow.cells.get(key[:2]) or self._slow.cell(
                 key[:2], _db_attributes(call.system, operation)
@@ -667,18 +681,19 @@ class SpanInsights:
         notes = span.__dict__  # lineage.local_root and parent_of, without two calls
         root = notes.get(lineage.ROOT)
         if normalized is None or root is None:
-            return  # a statement with no request or task around it repeats nothing
+            return changes  # a statement with no request or task around it repeats nothing
         parent = notes.get(lineage.PARENT)
         if parent is not None and parent._kind is SpanKind.PRODUCER:
             # The transport of a message being sent (kombu's Redis LPUSH under Celery's
             # apply_async): enqueuing tasks in a loop is not a database N+1.
-            return
+            return changes
         findings: RootFindings | None = root.__dict__.get(lineage.FINDINGS)
         if findings is None:
             findings = root.__dict__.setdefault(lineage.FINDINGS, RootFindings())
         findings.observe(
             normalized, call.system, operation, identity_of(span, call), (parent or root)._name
         )
+        return changes
 
     @staticmethod
     def _rename(
