@@ -73,8 +73,9 @@ class _Cell:
         self.max = -math.inf
         self.counts = [0] * buckets
         # Per bucket (histograms) or one (counters): the last value with its span, as
-        # (value, time, span id, trace id); Exemplar objects are built at collection.
-        self.exemplars: list[tuple[float, int, int, int] | None] = [None] * max(buckets, 1)
+        # (value, time, span context); Exemplar objects, and the ids, are read at
+        # collection (SpanContext's ids are properties: two calls per record).
+        self.exemplars: list[tuple[float, int, SpanContext] | None] = [None] * max(buckets, 1)
 
 
 class _Instrument:
@@ -107,10 +108,10 @@ class _Instrument:
 
     def _exemplar(
         self, value: float, context: SpanContext | None
-    ) -> tuple[float, int, int, int] | None:
+    ) -> tuple[float, int, SpanContext] | None:
         if not self._exemplars or context is None:
             return None
-        return (value, time.time_ns(), context.span_id, context.trace_id)
+        return (value, time.time_ns(), context)
 
 
 class FastHistogram(_Instrument):
@@ -127,9 +128,7 @@ class FastHistogram(_Instrument):
         index = bisect_left(self.bounds, value)  # upper bounds are inclusive, as the SDK's
         # _exemplar() and min()/max() written out: one call each, on every database span.
         exemplar = (
-            (value, time.time_ns(), context.span_id, context.trace_id)
-            if context is not None and self._exemplars
-            else None
+            (value, time.time_ns(), context) if context is not None and self._exemplars else None
         )
         with cell.lock:
             cell.count += 1
@@ -230,7 +229,10 @@ class FastMetrics:
             with cell.lock:
                 count, total, counts = cell.count, cell.sum, list(cell.counts)
                 low, high = cell.min, cell.max
-                exemplars = [Exemplar({}, *e) for e in cell.exemplars if e is not None]
+                exemplars = [
+                    Exemplar({}, value, at, context.span_id, context.trace_id)
+                    for value, at, context in filter(None, cell.exemplars)
+                ]
             start = self._start
             if sent is not None:
                 start = since
