@@ -35,7 +35,7 @@ def note_handled(exc: BaseException) -> None:
         span = trace.get_current_span()
         if isinstance(span, Span) and span.is_recording():
             root = lineage.local_root(span) or span
-            root.__dict__[lineage.HANDLED] = exc
+            setattr(root, lineage.HANDLED, exc)
     except Exception:  # noqa: BLE001 - the framework goes on handling its exception
         internal_error("noting a handled exception")
 

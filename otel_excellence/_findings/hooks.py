@@ -103,7 +103,7 @@ def _pipeline_commands(span: Span) -> list[str]:
 
 def _note(span: Span, parameters: Any) -> None:
     if span.is_recording():
-        span.__dict__[lineage.PARAMETERS] = parameters
+        setattr(span, lineage.PARAMETERS, parameters)
 
 
 class LibraryHooks:

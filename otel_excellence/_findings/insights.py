@@ -142,7 +142,7 @@ def db_call(span: ReadableSpan, attributes: Mapping[str, Any]) -> DbCall | None:
         str(namespace) if namespace is not None else None,
         str(address) if address is not None else None,
         port if isinstance(port, int) else None,
-        not connect and lineage.TWIN not in span.__dict__,
+        not connect and getattr(span, lineage.TWIN, None) is None,
     )
 
 
@@ -248,7 +248,7 @@ def _live_exception(span: ReadableSpan, exception_type: str | None) -> BaseExcep
 def _handled(span: ReadableSpan, exception_type: str | None) -> BaseException | None:
     """The exception a framework handler answered for this (root) span, if it is the
     one the span failed with."""
-    exc = span.__dict__.get(lineage.HANDLED)
+    exc = getattr(span, lineage.HANDLED, None)
     if not isinstance(exc, BaseException):
         return None
     if exception_type is not None and qualified_name(type(exc)) != exception_type:
@@ -396,7 +396,7 @@ def scrubbed_events(events: Sequence[Event], scrub: Any) -> list[Event] | None:
 def identity_of(span: ReadableSpan, call: DbCall) -> int | None:
     """What a call ran with, as a hash: bound parameters (seen by a library hook) plus
     the raw text (literals differ per call); None when nothing tells calls apart."""
-    parameters = span.__dict__.get(lineage.PARAMETERS, lineage.NO_PARAMETERS)
+    parameters = getattr(span, lineage.PARAMETERS, lineage.NO_PARAMETERS)
     if parameters is not lineage.NO_PARAMETERS:
         return hash((call.statement, parameters_hash(parameters)))
     return hash(call.statement) if call.literals else None
@@ -454,7 +454,7 @@ class SpanInsights:
             bool(events._dq if type(events) is BoundedList else events)  # type: ignore[attr-defined]
             and any(event.name == "exception" for event in events)
         )
-        findings = span.__dict__.get(lineage.FINDINGS)
+        findings = getattr(span, lineage.FINDINGS, None)
         patterns = self._patterns(findings) if findings is not None else None
         if call is None and not failed and not patterns:
             return changes
@@ -669,7 +669,7 @@ class SpanInsights:
                 error=failed_as,
             ),
         )
-        if not (self._dbapi_records_duration and lineage.DBAPI_TIMED in span.__dict__):
+        if not (self._dbapi_records_duration and getattr(span, lineage.DBAPI_TIMED, False)):
             self._duration.record(cell, seconds, span.context)
         if seconds >= self.slow_threshold_s:
             changes = changes if changes is not None else SpanChanges()
@@ -678,18 +678,18 @@ class SpanInsights:
                 key[:2], _db_attributes(call.system, operation)
             )
             self._slow.add(slow, 1, span.context)
-        notes = span.__dict__  # lineage.local_root and parent_of, without two calls
-        root = notes.get(lineage.ROOT)
+        # lineage.local_root and parent_of, without two calls
+        root = getattr(span, lineage.ROOT, None)
         if normalized is None or root is None:
             return changes  # a statement with no request or task around it repeats nothing
-        parent = notes.get(lineage.PARENT)
+        parent = getattr(span, lineage.PARENT, None)
         if parent is not None and parent._kind is SpanKind.PRODUCER:
             # The transport of a message being sent (kombu's Redis LPUSH under Celery's
             # apply_async): enqueuing tasks in a loop is not a database N+1.
             return changes
-        findings: RootFindings | None = root.__dict__.get(lineage.FINDINGS)
+        findings: RootFindings | None = getattr(root, lineage.FINDINGS, None)
         if findings is None:
-            findings = root.__dict__.setdefault(lineage.FINDINGS, RootFindings())
+            findings = lineage.findings_of(root, RootFindings)
         findings.observe(
             normalized, call.system, operation, identity_of(span, call), (parent or root)._name
         )

@@ -5,7 +5,11 @@ of this process's part of the trace (N+1 is reported there), what the span's imm
 parent is called, and whether a driver span (psycopg, sqlite3, asyncpg...) is the inner
 half of a SQLAlchemy execution that already has a span of its own. All of it is known
 when a span starts, so it is noted then, on the SDK ``Span`` object itself, under the
-``_oe_*`` names below: nothing global to bound or to clean, and nothing exported.
+``_oe_*`` names below: nothing global to bound or to clean, and nothing exported. They
+are set and read as attributes (``setattr``/``getattr``), never through ``span.__dict__``:
+in CPython 3.11+ reading ``__dict__`` turns the object's inline attribute storage into a
+real dict, which cost about 10,000 instructions per span, most of it in the SDK's own
+later reads of the span.
 
 The ORM/driver correlation happens at execution time, not by comparing names: a
 SQLAlchemy statement span is started in ``before_cursor_execute`` and ended in
@@ -18,9 +22,11 @@ context keeps concurrent requests apart.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import context as context_api
 from opentelemetry.context import Context, get_current
@@ -85,16 +91,15 @@ def note_start(span: Span, parent_context: Context | None) -> None:
     # isinstance, which costs more than all the rest here.
     parent = current if type(current) in _SDK_SPANS else None
     if parent is not None:
-        notes = span.__dict__
-        notes[PARENT] = parent
-        notes[ROOT] = parent.__dict__.get(ROOT, parent)
+        setattr(span, PARENT, parent)
+        setattr(span, ROOT, getattr(parent, ROOT, parent))
     if span._kind is not SpanKind.CLIENT:
         return
     scope = span._instrumentation_scope
     if scope is not None and scope.name == SQLALCHEMY_SCOPE:
         # Statements run while a pool connect is in flight (dialect initialisation)
         # nest inside it; the connect is in flight again once they end.
-        span.__dict__[_OUTER] = _orm_in_flight.get()
+        setattr(span, _OUTER, _orm_in_flight.get())
         _orm_in_flight.set(span)
         return
     orm = _orm_in_flight.get()
@@ -103,32 +108,58 @@ def note_start(span: Span, parent_context: Context | None) -> None:
     if (
         orm is not None
         and orm.end_time is None
-        and (parent is orm or parent is orm.__dict__.get(PARENT))
+        and (parent is orm or parent is getattr(orm, PARENT, None))
     ):
-        span.__dict__[TWIN] = orm
+        setattr(span, TWIN, orm)
         if dbapi_execution.get():
-            orm.__dict__[DBAPI_TIMED] = True
+            setattr(orm, DBAPI_TIMED, True)
         return
     if dbapi_execution.get():
-        span.__dict__[DBAPI_TIMED] = True
+        setattr(span, DBAPI_TIMED, True)
     parameters = driver_parameters.get()
     if parameters is not NO_PARAMETERS:
-        span.__dict__[PARAMETERS] = parameters
+        setattr(span, PARAMETERS, parameters)
 
 
 def note_end(span: Span) -> None:
     """A SQLAlchemy span ending is no longer in flight in this context."""
     if _orm_in_flight.get() is span:
-        outer = span.__dict__.get(_OUTER)
+        outer = getattr(span, _OUTER, None)
         _orm_in_flight.set(outer if outer is not None and outer.end_time is None else None)
+
+
+_T = TypeVar("_T")
+
+
+_findings_lock = threading.Lock()
+
+
+def _new_findings_lock() -> None:
+    global _findings_lock  # noqa: PLW0603 - replaced whole, in a forked child only
+    _findings_lock = threading.Lock()
+
+
+# A thread of the parent may have held it at the fork; no thread will release it here.
+os.register_at_fork(after_in_child=_new_findings_lock)
+
+
+def findings_of(root: Span, make: Callable[[], _T]) -> _T:
+    """The local root's findings state, made once even when threads race to make it
+    (a request's database calls fanned out to a thread pool)."""
+    with _findings_lock:
+        found: _T | None = getattr(root, FINDINGS, None)
+        if found is None:
+            found = make()
+            setattr(root, FINDINGS, found)
+    return found
 
 
 def local_root(span: Span) -> Span | None:
     """The local root above ``span``, or None when ``span`` is a local root itself."""
-    root: Span | None = span.__dict__.get(ROOT)
+    root: Span | None = getattr(span, ROOT, None)
     return root
 
 
 def parent_of(span: Span) -> Span | None:
-    parent: Span | None = span.__dict__.get(PARENT)
+    parent: Span | None = getattr(span, PARENT, None)
     return parent
