@@ -30,6 +30,7 @@ from otel_excellence._findings import lineage
 _SINGLE_KEY_READS = frozenset({"GET", "GETEX", "GETDEL", "HGET"})
 _MULTI_KEY_READS = frozenset({"MGET", "HMGET"})
 _HASH_READS = frozenset({"HGETALL"})
+_READS = _SINGLE_KEY_READS | _MULTI_KEY_READS | _HASH_READS
 _MAX_PIPELINE_COMMANDS = 1000
 
 
@@ -141,6 +142,8 @@ class LibraryHooks:
                     outcomes.extend((command, o) for o in _outcomes(command, reply))
             else:
                 command = str(getattr(span, "name", "")).upper()
+                if command not in _READS:
+                    return  # most commands say nothing of hits (SET, INCR, ...)
                 outcomes = [(command, o) for o in _outcomes(command, response)]
             for command, outcome in outcomes:
                 self._count(command, outcome, span)
@@ -187,16 +190,14 @@ def _with_parameters(
     @functools.wraps(execute)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            token = lineage.driver_parameters.set(parameters_of(args, kwargs))
-            dbapi = lineage.dbapi_execution.set(True)
+            token = lineage.driver_call.set((parameters_of(args, kwargs), True))
         except Exception:  # noqa: BLE001 - the query runs whatever happens here
             internal_error("driver parameters hook")
             return execute(self, *args, **kwargs)
         try:
             return execute(self, *args, **kwargs)
         finally:
-            lineage.dbapi_execution.reset(dbapi)
-            lineage.driver_parameters.reset(token)
+            lineage.driver_call.reset(token)
 
     wrapper.__otel_excellence__ = True  # type: ignore[attr-defined]
     return wrapper
@@ -210,16 +211,14 @@ def _with_parameters_async(
     @functools.wraps(execute)
     async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            token = lineage.driver_parameters.set(parameters_of(args, kwargs))
-            marked = lineage.dbapi_execution.set(dbapi)
+            token = lineage.driver_call.set((parameters_of(args, kwargs), dbapi))
         except Exception:  # noqa: BLE001 - the query runs whatever happens here
             internal_error("driver parameters hook")
             return await execute(self, *args, **kwargs)
         try:
             return await execute(self, *args, **kwargs)
         finally:
-            lineage.dbapi_execution.reset(marked)
-            lineage.driver_parameters.reset(token)
+            lineage.driver_call.reset(token)
 
     wrapper.__otel_excellence__ = True  # type: ignore[attr-defined]
     return wrapper

@@ -409,6 +409,7 @@ class SpanInsights:
     def __init__(
         self, settings: Settings, classifier: Classifier, instruments: FastMetrics
     ) -> None:
+        lineage.reserve_note_slots()  # before the first span
         self.classifier = classifier
         self.slow_threshold_s = settings.slow_db_threshold_ms / 1000
         self.statement_mode = settings.db_statement

@@ -33,7 +33,7 @@ from opentelemetry.context import Context, get_current
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.sdk.trace import Span
 from opentelemetry.sdk.trace import _Span as _SdkSpan
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanKind
 from opentelemetry.trace.propagation import _SPAN_KEY
 
 SQLALCHEMY_SCOPE = "opentelemetry.instrumentation.sqlalchemy"
@@ -53,15 +53,15 @@ _OUTER = "_oe_outer"  # on a SQLAlchemy span: the one in flight when it started 
 _SDK_SPANS = frozenset({_SdkSpan})  # what the SDK's tracer creates
 
 # The SQLAlchemy span executing in this context (statement or pool connect), if any.
-_orm_in_flight: ContextVar[Span | None] = ContextVar("otel_excellence_orm_span", default=None)
-# Parameters a driver call is about to run with, set by our driver hooks (_findings/
-# hooks.py) around the instrumentation's own wrapper, read when the driver span starts.
+orm_in_flight: ContextVar[Span | None] = ContextVar("otel_excellence_orm_span", default=None)
+# The driver call about to start its span, set by our driver hooks (_findings/hooks.py)
+# around the instrumentation's own wrapper and read when the span starts: what it runs
+# with, and whether a DB-API instrumentation times it. One variable, not two: each set
+# and reset builds a new context mapping.
 NO_PARAMETERS: Any = object()
-driver_parameters: ContextVar[Any] = ContextVar(
-    "otel_excellence_driver_parameters", default=NO_PARAMETERS
+driver_call: ContextVar[tuple[Any, bool] | None] = ContextVar(
+    "otel_excellence_driver_call", default=None
 )
-# True while a DB-API instrumentation's execute wrapper runs (set by our hook around it).
-dbapi_execution: ContextVar[bool] = ContextVar("otel_excellence_dbapi", default=False)
 
 
 def _current_context_getter() -> Callable[[], Context]:
@@ -77,6 +77,25 @@ def _current_context_getter() -> Callable[[], Context]:
 
 
 current_context = _current_context_getter()
+
+
+_NOTES = (ROOT, PARENT, TWIN, PARAMETERS, FINDINGS, HANDLED, DBAPI_TIMED, _OUTER)
+
+
+def reserve_note_slots() -> None:
+    """Make room for the notes in every span's inline attribute storage.
+
+    CPython 3.11+ stores an instance's attributes inline, in slots named by keys its
+    class shares among all its instances; the class takes new names only while few
+    instances exist. A note first set after that (a root's findings, set mid-request on
+    the thousandth request) turns that span's storage into a dict, and the SDK's every
+    later read of the span pays for it. Set once on a span made before any other, each
+    note has its slot for all spans to come. Measured: a request's root span was the
+    one that paid.
+    """
+    span = _SdkSpan("otel_excellence.notes", context=INVALID_SPAN_CONTEXT)
+    for name in _NOTES:
+        setattr(span, name, None)
 
 
 def note_start(span: Span, parent_context: Context | None) -> None:
@@ -99,10 +118,11 @@ def note_start(span: Span, parent_context: Context | None) -> None:
     if scope is not None and scope.name == SQLALCHEMY_SCOPE:
         # Statements run while a pool connect is in flight (dialect initialisation)
         # nest inside it; the connect is in flight again once they end.
-        setattr(span, _OUTER, _orm_in_flight.get())
-        _orm_in_flight.set(span)
+        setattr(span, _OUTER, orm_in_flight.get())
+        orm_in_flight.set(span)
         return
-    orm = _orm_in_flight.get()
+    orm = orm_in_flight.get()
+    driver = driver_call.get()
     # Started inside the SQLAlchemy span's execution, as its sibling (the ORM span is not
     # made current; both may be top-level) or, for pool connects, as its child.
     if (
@@ -111,21 +131,21 @@ def note_start(span: Span, parent_context: Context | None) -> None:
         and (parent is orm or parent is getattr(orm, PARENT, None))
     ):
         setattr(span, TWIN, orm)
-        if dbapi_execution.get():
+        if driver is not None and driver[1]:
             setattr(orm, DBAPI_TIMED, True)
         return
-    if dbapi_execution.get():
-        setattr(span, DBAPI_TIMED, True)
-    parameters = driver_parameters.get()
-    if parameters is not NO_PARAMETERS:
+    if driver is not None:
+        parameters, dbapi = driver
+        if dbapi:
+            setattr(span, DBAPI_TIMED, True)
         setattr(span, PARAMETERS, parameters)
 
 
 def note_end(span: Span) -> None:
     """A SQLAlchemy span ending is no longer in flight in this context."""
-    if _orm_in_flight.get() is span:
+    if orm_in_flight.get() is span:
         outer = getattr(span, _OUTER, None)
-        _orm_in_flight.set(outer if outer is not None and outer.end_time is None else None)
+        orm_in_flight.set(outer if outer is not None and outer.end_time is None else None)
 
 
 _T = TypeVar("_T")
