@@ -530,3 +530,36 @@ def test_slow_flag_uses_the_span_duration() -> None:
     fast, slow = tel.spans()
     assert "otel_excellence.db.slow" not in attrs(fast)
     assert attrs(slow)["otel_excellence.db.slow"] is True
+
+
+class TestCallSites:
+    """Spans of one call site are read and sanitized once; each still gets its own
+    findings."""
+
+    def test_a_finding_on_one_span_never_reaches_the_next_of_its_call_site(self) -> None:
+        tel = make_telemetry(Settings(slow_db_threshold_ms=50))
+        tracer = tel.tracer_provider.get_tracer("test")
+        site = {"db.system": "sqlite", "db.statement": "SELECT note FROM orders WHERE id = 7"}
+        for pause in (0.06, 0.0, 0.06, 0.0):
+            with tracer.start_as_current_span("SELECT", kind=SpanKind.CLIENT, attributes=site):
+                time.sleep(pause)
+        spans = tel.spans()
+        assert [attrs(s).get("otel_excellence.db.slow", False) for s in spans] == [
+            True, False, True, False
+        ]  # fmt: skip
+        assert {attrs(s)["db.statement"] for s in spans} == {"SELECT note FROM orders WHERE id = ?"}
+
+    def test_more_call_sites_than_are_remembered_are_all_sanitized(self) -> None:
+        tel = make_telemetry(Settings())
+        tracer = tel.tracer_provider.get_tracer("test")
+        for n in [*range(1200), 3, 1100]:
+            with tracer.start_as_current_span(
+                "SELECT",
+                kind=SpanKind.CLIENT,
+                attributes={"db.system": "sqlite", "db.statement": f"SELECT {n} FROM t{n % 7}"},  # noqa: S608 - a span, not a query
+            ):
+                pass
+        statements = [attrs(s)["db.statement"] for s in tel.spans()]
+        assert len(statements) == 1202
+        assert {s.split(" FROM ")[0] for s in statements} == {"SELECT ?"}
+        assert [s.split(" FROM ")[1] for s in statements[-2:]] == ["t3", "t1"]

@@ -72,8 +72,14 @@ _COUNTED = "_otel_excellence_counted"
 _PARAMETER_ATTRIBUTES = ("db.statement.parameters",)
 _PARAMETER_PREFIX = "db.query.parameter."
 _MAX_STATEMENT_ATTRIBUTE = 256  # the N+1 metric's statement label
+_MAX_PLANS = 512  # call sites remembered (SpanInsights._plans)
+_MAX_PLANNED = 4096  # characters of statement a remembered call site may hold
 # Spans that describe this process's own answer to a request (not calls it made).
 _RESPONSE_KINDS = frozenset({SpanKind.SERVER, SpanKind.INTERNAL})
+
+
+# The SQLAlchemy span in flight in this context (lineage.note_end's test, inline).
+_orm_in_flight = lineage.orm_in_flight.get
 
 
 # -- reading spans ----------------------------------------------------------------------
@@ -83,7 +89,8 @@ class DbCall:
     # A plain class with slots: built for every database span, a frozen dataclass's
     # object.__setattr__ per field cost more than all the rest of its reading.
     __slots__ = (
-        "counted",
+        "cell",
+        "connect",
         "literals",
         "namespace",
         "operation",
@@ -102,7 +109,7 @@ class DbCall:
         namespace: str | None,
         server_address: str | None,
         server_port: int | None,
-        counted: bool,
+        connect: bool,
     ) -> None:
         self.system = system
         self.statement = statement
@@ -110,11 +117,12 @@ class DbCall:
         self.namespace = namespace
         self.server_address = server_address
         self.server_port = server_port
-        # False for what is not an operation on the database: SQLAlchemy's pool
-        # connects, and a driver span that is the inner half of a SQLAlchemy span.
-        self.counted = counted
+        # SQLAlchemy's pool connects are not operations on the database (nor is a
+        # driver span that is the inner half of a SQLAlchemy span: see counted()).
+        self.connect = connect
         self.operation = ""  # db.operation.name, once the statement is read
         self.literals = False  # the raw text carried literals (it tells calls apart)
+        self.cell: Any = None  # its duration histogram's cell, once found
 
 
 def db_call(span: ReadableSpan, attributes: Mapping[str, Any]) -> DbCall | None:
@@ -142,8 +150,13 @@ def db_call(span: ReadableSpan, attributes: Mapping[str, Any]) -> DbCall | None:
         str(namespace) if namespace is not None else None,
         str(address) if address is not None else None,
         port if isinstance(port, int) else None,
-        not connect and getattr(span, lineage.TWIN, None) is None,
+        connect,
     )
+
+
+def counted(span: ReadableSpan, call: DbCall) -> bool:
+    """Whether the call counts as an operation (metrics, slow flag, N+1)."""
+    return not call.connect and getattr(span, lineage.TWIN, None) is None
 
 
 # Which statement attributes a span has (stable, old, both with `database/dup`).
@@ -393,15 +406,6 @@ def scrubbed_events(events: Sequence[Event], scrub: Any) -> list[Event] | None:
     return out
 
 
-def identity_of(span: ReadableSpan, call: DbCall) -> int | None:
-    """What a call ran with, as a hash: bound parameters (seen by a library hook) plus
-    the raw text (literals differ per call); None when nothing tells calls apart."""
-    parameters = getattr(span, lineage.PARAMETERS, lineage.NO_PARAMETERS)
-    if parameters is not lineage.NO_PARAMETERS:
-        return hash((call.statement, parameters_hash(parameters)))
-    return hash(call.statement) if call.literals else None
-
-
 # -- the enricher -------------------------------------------------------------------------
 class SpanInsights:
     """The otel-excellence enricher: errors, slow queries, N+1, statements, DB metrics."""
@@ -414,6 +418,8 @@ class SpanInsights:
         self.slow_threshold_s = settings.slow_db_threshold_ms / 1000
         self.statement_mode = settings.db_statement
         self.n_plus_one_threshold = settings.n_plus_one_threshold
+        # Per call site: (the call read from its span, its normal form, its edit).
+        self._plans: dict[Any, tuple[DbCall, str | None, SpanChanges | None]] = {}
         self._scrub = scrub_credentials if settings.db_statement == "raw" else scrub_error_text
         self._dbapi_records_duration = _stable_database_conventions()
         self._duration = instruments.histogram(
@@ -438,18 +444,31 @@ class SpanInsights:
             "N+1 patterns: a statement repeated within one request or task.",
         )
 
-    def on_start(self, span: Span, parent_context: Context | None) -> None:
-        lineage.note_start(span, parent_context)
+    # The function itself, not a method calling it: one call less on every span.
+    on_start = staticmethod(lineage.note_start)
 
     def __call__(self, span: ReadableSpan, changes: SpanChanges | None) -> SpanChanges | None:
         # The hot path: most spans are neither database calls nor failed nor roots with
         # findings, and are done after a handful of reads (no copies of attributes or
         # events - the SDK's accessors copy - and no SpanChanges).
-        call = None
+        call = plan = site = None
         if span._kind is SpanKind.CLIENT:
-            attributes = attributes_of(span)
-            lineage.note_end(span)  # type: ignore[arg-type]
-            call = db_call(span, attributes)
+            inner = getattr(span._attributes, "_dict", None)  # attributes_of(), inline
+            attributes = inner if inner is not None else attributes_of(span)
+            if _orm_in_flight() is span:
+                lineage.note_end(span)
+            # What a call site's spans say is the same span after span: read and
+            # sanitized once, then found by the name, scope and attributes that produced it.
+            # Other client spans (HTTP, RPC) are not looked up: their attributes differ
+            # call after call.
+            if "db.system" in attributes or "db.system.name" in attributes:
+                scope = span._instrumentation_scope
+                try:
+                    site = (span._name, scope and scope._name, *attributes.items())
+                    plan = self._plans.get(site)
+                except TypeError:  # an unhashable value; read it the long way
+                    site = None
+                call = plan[0] if plan is not None else db_call(span, attributes)
         events = span._events
         failed = span._status.status_code is StatusCode.ERROR or (
             bool(events._dq if type(events) is BoundedList else events)  # type: ignore[attr-defined]
@@ -467,13 +486,13 @@ class SpanInsights:
         if call is not None or failed:
             # Protection first and on its own: should a finding below fail, the span
             # still goes out without secrets (changes made before a failure are kept).
-            normalized, changes = self._protect(span, attributes, call, failed, changes)
+            normalized, changes = self._protect(span, attributes, call, plan, site, failed, changes)
         try:
             found = failure(span, attributes) if failed else None
             if found is not None:
                 changes = changes if changes is not None else SpanChanges()
                 self._failed(span, attributes, found, changes)
-            if call is not None and call.counted:
+            if call is not None and counted(span, call):
                 changes = self._database(span, call, normalized, found, changes)
             if patterns:
                 changes = changes if changes is not None else SpanChanges()
@@ -487,28 +506,65 @@ class SpanInsights:
         span: ReadableSpan,
         attributes: Mapping[str, Any],
         call: DbCall | None,
+        plan: tuple[DbCall, str | None, SpanChanges | None] | None,
+        site: Any,
         failed: bool,
         changes: SpanChanges | None,
     ) -> tuple[str | None, SpanChanges | None]:
-        """Sanitize the statement and scrub error texts; fail closed. The normal form,
-        and the changes (made if there are any)."""
+        """Sanitize the statement (as its call site was, when it is known) and scrub
+        error texts; fail closed. The normal form, and the changes (made if any)."""
         normalized = None
         try:
-            if call is not None:
-                normalized, changes = self._protect_call(span, attributes, call, changes)
+            if plan is not None:
+                normalized, edit = plan[1], plan[2]
+                if edit is not None:
+                    changes = _with_edit(changes, edit)
+            elif call is not None:
+                normalized, edit = self._protect_call(span, attributes, call, None)
+                if edit is not None:
+                    changes = _with_edit(changes, edit)
+                self._plan(site, call, normalized, edit)
             if failed:
                 changes = self._scrub_failure(span, changes)
         except Exception:  # noqa: BLE001 - drop what could not be cleaned, never export it
-            internal_error("SpanInsights protection")
-            if changes is None:
-                changes = SpanChanges()
-            if call is not None:
-                changes.removed.update(call.statement_keys)
-                changes.removed.update(_parameter_attributes(attributes))
-                changes.removed.add(sc.CONNECTION_STRING)
-            changes.status = Status(span.status.status_code, None)
-            changes.events = [e for e in span.events if e.name != "exception"]
+            changes = self._fail_closed(span, attributes, call, changes)
         return normalized, changes
+
+    def _plan(
+        self, site: Any, call: DbCall, normalized: str | None, edit: SpanChanges | None
+    ) -> None:
+        """Remember what a call site's spans say and how they are sanitized (read-only
+        from here on). Bounded: emptied when full; a statement too long to be a call
+        site's (a bulk insert with its values) is not kept."""
+        if site is None or (call.statement is not None and len(call.statement) > _MAX_PLANNED):
+            return
+        if edit is not None and any(
+            key in _PARAMETER_ATTRIBUTES or key.startswith(_PARAMETER_PREFIX)
+            for key in edit.removed
+        ):
+            return  # bound values among its attributes: every call would be a new site
+        if len(self._plans) >= _MAX_PLANS:
+            self._plans.clear()
+        self._plans[site] = (call, normalized, edit)
+
+    @staticmethod
+    def _fail_closed(
+        span: ReadableSpan,
+        attributes: Mapping[str, Any],
+        call: DbCall | None,
+        changes: SpanChanges | None,
+    ) -> SpanChanges:
+        """Sanitizing or scrubbing failed: drop what could not be cleaned."""
+        internal_error("SpanInsights protection")
+        if changes is None:
+            changes = SpanChanges()
+        if call is not None:
+            changes.removed.update(call.statement_keys)
+            changes.removed.update(_parameter_attributes(attributes))
+            changes.removed.add(sc.CONNECTION_STRING)
+        changes.status = Status(span.status.status_code, None)
+        changes.events = [e for e in span.events if e.name != "exception"]
+        return changes
 
     def _protect_call(
         self,
@@ -651,32 +707,38 @@ class SpanInsights:
         failed_as = None
         if found is not None and changes is not None:  # made for the failure
             failed_as = str(changes.attributes.get(sc.ERROR_TYPE, "_OTHER"))
-        key: tuple[Any, ...] = (
-            call.system,
-            operation,
-            call.namespace,
-            call.server_address,
-            call.server_port,
-            failed_as,
-        )
-        cell = self._duration.cells.get(key) or self._duration.cell(
-            key,
-            _db_attributes(
+        # The call site's cell, once found (its attributes are the call site's).
+        cell = call.cell if failed_as is None else None
+        if cell is None:
+            key = (
                 call.system,
                 operation,
-                namespace=call.namespace,
-                address=call.server_address,
-                port=call.server_port,
-                error=failed_as,
-            ),
-        )
+                call.namespace,
+                call.server_address,
+                call.server_port,
+                failed_as,
+            )
+            cell = self._duration.cells.get(key) or self._duration.cell(
+                key,
+                _db_attributes(
+                    call.system,
+                    operation,
+                    namespace=call.namespace,
+                    address=call.server_address,
+                    port=call.server_port,
+                    error=failed_as,
+                ),
+            )
+            if failed_as is None:
+                call.cell = cell
         if not (self._dbapi_records_duration and getattr(span, lineage.DBAPI_TIMED, False)):
             self._duration.record(cell, seconds, span.context)
         if seconds >= self.slow_threshold_s:
             changes = changes if changes is not None else SpanChanges()
             changes.attributes[sc.DB_SLOW] = True
-            slow = self._slow.cells.get(key[:2]) or self._slow.cell(
-                key[:2], _db_attributes(call.system, operation)
+            named = (call.system, operation)
+            slow = self._slow.cells.get(named) or self._slow.cell(
+                named, _db_attributes(call.system, operation)
             )
             self._slow.add(slow, 1, span.context)
         # lineage.local_root and parent_of, without two calls
@@ -691,9 +753,16 @@ class SpanInsights:
         findings: RootFindings | None = getattr(root, lineage.FINDINGS, None)
         if findings is None:
             findings = lineage.findings_of(root, RootFindings)
-        findings.observe(
-            normalized, call.system, operation, identity_of(span, call), (parent or root)._name
-        )
+        # What the call ran with, as a hash: bound parameters (seen by a library hook)
+        # plus the raw text (literals differ per call); None when nothing tells calls
+        # apart.
+        parameters = getattr(span, lineage.PARAMETERS, lineage.NO_PARAMETERS)
+        identity: int | None
+        if parameters is not lineage.NO_PARAMETERS:
+            identity = hash((call.statement, parameters_hash(parameters)))
+        else:
+            identity = hash(call.statement) if call.literals else None
+        findings.observe(normalized, call.system, operation, identity, (parent or root)._name)
         return changes
 
     @staticmethod
@@ -708,6 +777,18 @@ class SpanInsights:
                 renamed = safe_span_name(value, operation)
                 if renamed is not None:
                     changes.attributes[key] = renamed
+
+
+def _with_edit(changes: SpanChanges | None, edit: SpanChanges) -> SpanChanges:
+    """``changes`` (made if None) with a call site's edit: the edit is shared, never
+    handed on itself."""
+    if changes is None:
+        changes = SpanChanges()
+    changes.attributes.update(edit.attributes)
+    changes.removed.update(edit.removed)
+    if edit.name is not None:
+        changes.name = edit.name
+    return changes
 
 
 def _db_attributes(
