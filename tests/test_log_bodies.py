@@ -12,10 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opentelemetry._logs import LogRecord
+from opentelemetry import trace
+from opentelemetry._logs import LogRecord, NoOpLoggerProvider
 from opentelemetry.exporter.otlp.proto.common._internal import _encode_attributes, _encode_value
+from opentelemetry.sdk.trace import TracerProvider
 
 from otel_excellence._logs.bridge import BridgeProcessor, typed, valid_record
 from tests.launch import instrumented
@@ -81,10 +84,12 @@ values = st.recursive(
 def test_every_record_encodes(body: Any, severity: str, key: str, value: Any) -> None:
     """Whatever the body, severity text or attribute key and value, the record we emit
     encodes (the real OTLP encoder, which rejected the whole batch before)."""
-    record = valid_record(LogRecord(body=body, severity_text=severity))
+    record = valid_record(LogRecord(body=body, severity_text=severity, event_name=severity))
     _encode_value(record.body).SerializeToString()
     assert record.severity_text is not None
     record.severity_text.encode()
+    assert record.event_name is not None
+    record.event_name.encode()
     attributes = BridgeProcessor._get_attributes({key: value, "event": "x"})
     for encoded in _encode_attributes(attributes) or []:
         encoded.SerializeToString()
@@ -98,3 +103,48 @@ def test_what_can_be_kept_is_kept() -> None:
     assert typed(2**63 - 1) == 2**63 - 1
     assert typed(2**64) == str(2**64)
     assert valid_record(LogRecord(body="a\udcffb")).body == "a?b"
+
+
+def test_each_rendered_line_carries_the_ids_of_its_own_span() -> None:
+    """The ids are formatted once per span, and never carried over to the next span's
+    lines, to a line outside any span or under an invalid context; ids the app put in
+    the event itself stay."""
+    provider = TracerProvider()
+    tracer = provider.get_tracer("test")
+    lines: list[dict[str, Any]] = []
+    processors: list[Any] = [BridgeProcessor(logger_provider=NoOpLoggerProvider()), _keep(lines)]
+    logger = structlog.wrap_logger(None, processors=processors)
+
+    def ids(span: Any) -> tuple[str, str]:
+        context = span.get_span_context()
+        return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+    with tracer.start_as_current_span("a") as a:
+        logger.info("one")
+        logger.info("two")
+        with tracer.start_as_current_span("b") as b:
+            logger.info("three")
+        logger.info("four", trace_id="app's own")
+    logger.info("five")
+    with trace.use_span(trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)):
+        logger.info("six")
+    with tracer.start_as_current_span("c") as c:
+        logger.info("seven")
+    got = [(line["event"], line.get("trace_id"), line.get("span_id")) for line in lines]
+    assert got == [
+        ("one", *ids(a)),
+        ("two", *ids(a)),
+        ("three", *ids(b)),
+        ("four", "app's own", ids(a)[1]),
+        ("five", None, None),
+        ("six", None, None),
+        ("seven", *ids(c)),
+    ]
+
+
+def _keep(lines: list[dict[str, Any]]) -> Any:
+    def renderer(logger: Any, method: str, event_dict: dict[str, Any]) -> str:
+        lines.append(dict(event_dict))
+        raise structlog.DropEvent
+
+    return renderer

@@ -173,13 +173,16 @@ def valid_record(record: LogRecord) -> LogRecord:
     become their string. Only the record we emit changes: the application's
     ``LogRecord`` and event dict, and so its console output, are left as they were.
     """
+    # Straight-line checks, no loop or getattr: this runs once per bridged event.
     body = record.body
-    if not (isinstance(body, str) and body.isascii()):
+    if type(body) is not str or not body.isascii():
         record.body = typed(body)
-    for name in ("severity_text", "event_name"):
-        value = getattr(record, name, None)
-        if isinstance(value, str) and not value.isascii():
-            setattr(record, name, valid_utf8(value))
+    text = record.severity_text
+    if isinstance(text, str) and not text.isascii():
+        record.severity_text = valid_utf8(text)
+    name = record.event_name
+    if isinstance(name, str) and not name.isascii():
+        record.event_name = valid_utf8(name)
     return record
 
 
@@ -258,7 +261,8 @@ def _rendered_exception(rendered: Any) -> BaseException | None:
     return live
 
 
-_last_ids: tuple[Any, str, str] = (None, "", "")
+# The span of the last event and its formatted ids (None when its context is invalid).
+_last_ids: tuple[Any, tuple[str, str] | None] = (None, None)
 
 
 def add_trace_ids(event_dict: dict[str, Any]) -> None:
@@ -268,19 +272,23 @@ def add_trace_ids(event_dict: dict[str, Any]) -> None:
     span: Span | None = current_context().get(_SPAN_KEY)  # type: ignore[assignment]
     if span is None:
         return
-    context = span.get_span_context()
-    if not context.is_valid:
-        return
-    # Consecutive events mostly come from one span: its ids are formatted once.
+    # Consecutive events mostly come from one span, whose context never changes: its
+    # ids are checked and formatted once. The tuple keeps that one span alive until the
+    # next event, so its identity cannot be reused meanwhile.
     last = _last_ids
-    if last[0] is not context:
-        last = _last_ids = (
-            context,
-            format(context.trace_id, "032x"),
-            format(context.span_id, "016x"),
-        )
-    event_dict.setdefault(TRACE_ID_KEY, last[1])
-    event_dict.setdefault(SPAN_ID_KEY, last[2])
+    if last[0] is not span:
+        context = span.get_span_context()
+        ids = None
+        if context.is_valid:
+            ids = (format(context.trace_id, "032x"), format(context.span_id, "016x"))
+        last = _last_ids = (span, ids)
+    ids = last[1]
+    if ids is None:
+        return
+    if TRACE_ID_KEY not in event_dict:
+        event_dict[TRACE_ID_KEY] = ids[0]
+    if SPAN_ID_KEY not in event_dict:
+        event_dict[SPAN_ID_KEY] = ids[1]
 
 
 # -- structlog --------------------------------------------------------------------------
@@ -328,7 +336,8 @@ class BridgeProcessor(StructlogProcessor):
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> Any:
         try:
-            _forwarded.set(None)  # an earlier event's twin that never came is no longer due
+            if _forwarded.get() is not None:
+                _forwarded.set(None)  # an earlier event's twin that never came is not due
             level = _STDLIB_LEVELS.get(method_name)
             stdlib = isinstance(logger, logging.Logger) and level is not None
             if stdlib and (logger.disabled or not logger.isEnabledFor(level)):
@@ -359,7 +368,8 @@ class BridgeProcessor(StructlogProcessor):
             for k, v in event_dict.items()
             if k not in _RESERVED
         }
-        exc = exception_of(event_dict.get("exc_info"))
+        exc_info = event_dict.get("exc_info")
+        exc = None if exc_info is None else exception_of(exc_info)
         if exc is None and "exception" in event_dict:
             exc = _rendered_exception(event_dict["exception"])
             if exc is None and isinstance(event_dict["exception"], str):
@@ -419,8 +429,8 @@ def _tagging_factory(
 def _typed_record_attributes(attributes: Any, record: logging.LogRecord) -> dict[str, Any]:
     """A stdlib record's attributes as OTLP carries them, with its exception's details."""
     try:
-        typed_attributes = {_key(k): typed(v) for k, v in dict(attributes or {}).items()}
-        exc = exception_of(record.exc_info)
+        typed_attributes = {_key(k): typed(v) for k, v in attributes.items()} if attributes else {}
+        exc = None if record.exc_info is None else exception_of(record.exc_info)
         if exc is not None:
             typed_attributes.update(exception_attributes(exc))
     except Exception:  # noqa: BLE001 - the record still goes out as the handler built it
