@@ -36,7 +36,7 @@ from otel_excellence._config.distro import DEFAULTS, register_instrumentor_hooks
 from otel_excellence._config.resource import resource_attributes
 from otel_excellence._config.settings import Settings
 from otel_excellence._diagnostics import internal_error, logger, warn_once
-from otel_excellence._export import otlp_encoding
+from otel_excellence._export import otlp_encoding, sdk_attributes
 from otel_excellence._export.delivery import (
     CountingLogExporter,
     CountingLogRecordProcessor,
@@ -409,6 +409,7 @@ def configure_sdk(
         loss = _Loss(LossReporter(endpoint))
         kwargs = {**_sdk_kwargs(settings, plan, instruments, loss), **dict(sdk_kwargs or {})}
         try:
+            sdk_attributes.install()  # the SDK's attribute checks, common case first (issue 13)
             _configure_providers(kwargs)
             otlp_encoding.install()  # the exporters' encoders, 4-7x cheaper (issue 13)
             instruments.attach(*readers_of(get_meter_provider()))

@@ -1,0 +1,145 @@
+"""The SDK's attribute cleaning and metric attribute keys, with their common case first.
+
+Vanilla OpenTelemetry pays these on the application's thread, and so do we:
+
+- ``opentelemetry.attributes._clean_attribute_value`` checks every attribute a span
+  starts with, every ``set_attribute`` and every metric measurement's attributes, one
+  Python call per value (the mapping case copies item by item);
+- ``_hash_attributes`` in the SDK's ``_view_instrument_match`` turns each measurement's
+  attributes into its series key: a sort and a tuple per value, on every ``add`` and
+  ``record``.
+
+On the reference request (``benchmarks/``) that is about 400,000 instructions of the
+application thread per request, as much as the distro's whole enrichment: an SDK
+``Histogram.record`` costs about 130,000 instructions and an ``UpDownCounter.add``
+about 80,000, and the Flask and SQLAlchemy instrumentations make seven per request.
+
+Both are pure functions, so here each gets a fast path for the case nearly every call
+is, and hands every other input to the SDK's own function:
+
+- cleaning: a value of an exact primitive type, or a plain ``dict`` of non-empty
+  ``str`` keys and such values with no length limit, is returned as the SDK would
+  return it (the value itself; a copy of the dict) without the per-value calls;
+- series keys: a flat mapping of primitive values is looked up by its items and their
+  exact types (so ``True``, ``1`` and ``1.0`` stay three series, as in the SDK), and
+  computed by the SDK's function on a miss. At most ``MAX_KEYS`` mappings are kept; the
+  cache is emptied when full.
+
+The results equal the SDK's for every input (``tests/test_sdk_attributes.py`` holds us
+to that with generated values), including what it logs: every input it would warn
+about takes its own path. Installed only on the release verified here (pinned in
+``pyproject.toml``); under any other the SDK keeps its own functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from types import NoneType
+from typing import Any
+
+from otel_excellence._diagnostics import internal_error, logger
+from otel_excellence._export.otlp_encoding import _version
+
+VERIFIED_VERSION = "1.45.1"
+MAX_KEYS = 512
+
+_SCALARS = frozenset({bool, int, float, bytes, NoneType})
+_PRIMITIVES = _SCALARS | {str}
+_TEXT = frozenset({str})
+
+_ATTRIBUTES = "opentelemetry.attributes"
+_MEASUREMENT = "opentelemetry.sdk.metrics._internal.measurement"
+_VIEW_MATCH = "opentelemetry.sdk.metrics._internal._view_instrument_match"
+
+
+def fast_clean(original: Callable[[Any, int | None], Any]) -> Callable[[Any, int | None], Any]:
+    """``_clean_attribute_value`` with its common cases first; the rest is ``original``'s."""
+
+    def clean_attribute_value(value: Any, max_string_value_length: int | None) -> Any:
+        kind = type(value)
+        if kind in _SCALARS:
+            return value
+        if kind is str:
+            if max_string_value_length is None or len(value) <= max_string_value_length:
+                return value
+        elif (
+            kind is dict
+            and max_string_value_length is None
+            and "" not in value
+            and set(map(type, value)) <= _TEXT
+            and set(map(type, value.values())) <= _PRIMITIVES
+        ):
+            return dict(value)
+        return original(value, max_string_value_length)
+
+    clean_attribute_value.__wrapped__ = original  # type: ignore[attr-defined]
+    return clean_attribute_value
+
+
+def cached_keys(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``_hash_attributes`` remembered for flat mappings of primitive values."""
+    keys: dict[tuple[tuple[Any, ...], tuple[type, ...]], Any] = {}
+
+    def hash_attributes(value: Any) -> Any:
+        if type(value) is not dict:
+            return original(value)
+        kinds = tuple(map(type, value.values()))
+        if not _PRIMITIVES.issuperset(kinds):
+            # Nested values: their items' types are not in ``kinds``.
+            return original(value)
+        # Equal items of the same exact types have an equal series key.
+        seen = (tuple(value.items()), kinds)
+        found = keys.get(seen)
+        if found is None:
+            found = original(value)
+            if len(keys) >= MAX_KEYS:
+                keys.clear()
+            keys[seen] = found
+        return found
+
+    hash_attributes.__wrapped__ = original  # type: ignore[attr-defined]
+    return hash_attributes
+
+
+# (module, name in it, the module that defines the SDK's function, its replacement)
+_TARGETS: tuple[tuple[str, str, str, Callable[[Any], Any]], ...] = (
+    (_ATTRIBUTES, "_clean_attribute_value", _ATTRIBUTES, fast_clean),
+    (_MEASUREMENT, "_clean_attribute_value", _ATTRIBUTES, fast_clean),
+    (_VIEW_MATCH, "_hash_attributes", _VIEW_MATCH, cached_keys),
+)
+
+
+def install() -> bool:
+    """Give the API's and SDK's modules the fast paths; True if installed; never raises."""
+    try:
+        versions = {_version("opentelemetry"), _version("opentelemetry.sdk")}
+        if versions != {VERIFIED_VERSION}:
+            logger.debug(
+                "opentelemetry %s: attribute fast paths are verified for %s only; not installed",
+                versions,
+                VERIFIED_VERSION,
+            )
+            return False
+        installed = False
+        for name, attribute, owner, make in _TARGETS:
+            module = sys.modules.get(name) or importlib.import_module(name)
+            current = getattr(module, attribute, None)
+            if getattr(current, "__module__", None) != owner or hasattr(current, "__wrapped__"):
+                continue  # absent, already ours, or replaced by someone else: left alone
+            setattr(module, attribute, make(current))
+            installed = True
+    except Exception:  # noqa: BLE001 - the SDK keeps its own functions
+        internal_error("installing the attribute fast paths")
+        return False
+    return installed
+
+
+def uninstall() -> None:
+    """Give the modules their own functions back (tests)."""
+    for name, attribute, _, _ in _TARGETS:
+        module = sys.modules.get(name)
+        wrapped = getattr(getattr(module, attribute, None), "__wrapped__", None)
+        if wrapped is not None:
+            setattr(module, attribute, wrapped)

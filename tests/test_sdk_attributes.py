@@ -1,0 +1,299 @@
+"""The SDK's attribute cleaning and metric series keys, fast paths included, give what
+the SDK gives: same values of the same types, same warnings, same series.
+
+The property tests generate attribute values of every shape (primitives and their
+subclasses, ``True``/``1``/``1.0``, NaN and -0.0, 64-bit edges, bytes, lists and
+tuples, nested and invalid mappings, keys the SDK drops or converts, objects it turns
+into text) under every length limit, and compare with the SDK's own functions. Under
+``CI=true`` each runs 10,000 examples.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import opentelemetry.attributes as api_attributes
+import opentelemetry.sdk.metrics._internal._view_instrument_match as view_match
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics._internal import measurement
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+
+from otel_excellence._export import sdk_attributes
+from otel_excellence._export.sdk_attributes import MAX_KEYS, cached_keys, fast_clean
+from tests.launch import clean_env
+from tests.support.otlp_sink import OtlpSink, any_value
+from tests.test_otlp_encoding import PROFILE
+
+
+def _sdk(function: Any) -> Any:
+    while hasattr(function, "__wrapped__"):
+        function = function.__wrapped__
+    return function
+
+
+SDK_CLEAN = _sdk(api_attributes._clean_attribute_value)
+SDK_HASH = _sdk(view_match._hash_attributes)
+
+
+class Level(enum.IntEnum):
+    HIGH = 2
+
+
+class Name(str):
+    pass
+
+
+class Opaque:
+    def __str__(self) -> str:
+        return "opaque"
+
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.sampled_from([0, 1, -1, 2**63 - 1, -(2**63), 1.0, 0.0, -0.0, math.nan, True, False])
+    | st.floats(allow_nan=True)
+    | st.text(max_size=12)
+    | st.binary(max_size=6)
+    | st.just(Level.HIGH)
+    | st.text(max_size=5).map(Name)
+    | st.just(Opaque())
+)
+keys = st.text(max_size=6) | st.sampled_from(["", "a", "b", "http.route"]) | st.just(Name("a"))
+odd_keys = keys | st.integers(0, 3) | st.none() | st.just(Opaque())
+values: st.SearchStrategy[Any] = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(odd_keys, inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+flat = st.dictionaries(keys, scalars, max_size=6)
+limits = st.sampled_from([None, 0, 3, 100])
+
+
+def shape(value: Any) -> Any:
+    """A value with each part's exact type beside it (``True`` is not ``1``; NaN is NaN)."""
+    if isinstance(value, float) and math.isnan(value):
+        return (float, "nan")
+    if isinstance(value, float):
+        return (float, value, math.copysign(1.0, value))
+    if isinstance(value, list | tuple):
+        return (type(value), tuple(shape(v) for v in value))
+    if isinstance(value, dict):
+        return (type(value), tuple((shape(k), shape(v)) for k, v in value.items()))
+    return (type(value), value)
+
+
+@settings(PROFILE)
+@given(value=scalars | values | flat, limit=limits)
+def test_cleaning_gives_what_the_sdk_gives(value: Any, limit: int | None) -> None:
+    """Same result, part for part and type for type, and the same lines logged."""
+    ours = fast_clean(SDK_CLEAN)
+    logged: list[list[str]] = []
+    results = []
+    for clean in (SDK_CLEAN, ours):
+        handler = _Collect()
+        sdk_logger = logging.getLogger("opentelemetry.attributes")
+        sdk_logger.addHandler(handler)
+        try:
+            results.append(clean(value, limit))
+        finally:
+            sdk_logger.removeHandler(handler)
+        logged.append(handler.lines)
+    assert shape(results[1]) == shape(results[0])
+    assert logged[1] == logged[0]
+    if isinstance(value, dict):
+        assert results[1] is not value  # a copy, as the SDK's: the caller may change it
+
+
+@settings(PROFILE)
+@given(mappings=st.lists(flat | st.dictionaries(keys, values, max_size=3), max_size=8))
+def test_series_keys_are_the_sdks_whatever_came_before(mappings: list[dict[str, Any]]) -> None:
+    """Each mapping's key equals the SDK's, after any other mappings were seen (the
+    cache never answers for a different mapping)."""
+    hash_attributes = cached_keys(SDK_HASH)
+    for mapping in mappings * 2:
+        cleaned = SDK_CLEAN(mapping, None)
+        assert shape(hash_attributes(cleaned)) == shape(SDK_HASH(cleaned))
+
+
+def test_equal_values_of_other_types_stay_other_series() -> None:
+    """``True == 1 == 1.0``, and each is its own series, as in the SDK."""
+    hash_attributes = cached_keys(SDK_HASH)
+    mappings: list[dict[str, Any]] = [{"a": 1}, {"a": True}, {"a": 1.0}, {"a": "1"}, {"a": 1}]
+    found = [hash_attributes(m) for m in mappings]
+    assert found == [SDK_HASH(m) for m in mappings]
+    assert len(set(found)) == 4
+
+
+def test_the_cache_is_bounded() -> None:
+    """Series keys of unbounded attribute values (an id per request) keep at most
+    ``MAX_KEYS`` mappings, and every answer stays right."""
+    hash_attributes = cached_keys(SDK_HASH)
+    for n in range(MAX_KEYS * 3):
+        assert hash_attributes({"user": n}) == SDK_HASH({"user": n})
+    (cache,) = (
+        c.cell_contents for c in hash_attributes.__closure__ or () if type(c.cell_contents) is dict
+    )
+    assert 0 < len(cache) <= MAX_KEYS
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+class TestInstalled:
+    @pytest.fixture(autouse=True)
+    def _restore(self) -> Iterator[None]:
+        yield
+        sdk_attributes.uninstall()
+
+    def test_install_swaps_each_function_once_and_uninstall_restores_it(self) -> None:
+        sdk_attributes.uninstall()
+        assert sdk_attributes.install() is True
+        assert sdk_attributes.install() is False  # already ours: not wrapped twice
+        for module, name, sdk in (
+            (api_attributes, "_clean_attribute_value", SDK_CLEAN),
+            (measurement, "_clean_attribute_value", SDK_CLEAN),
+            (view_match, "_hash_attributes", SDK_HASH),
+        ):
+            assert getattr(module, name).__wrapped__ is sdk
+        sdk_attributes.uninstall()
+        assert api_attributes._clean_attribute_value is SDK_CLEAN
+        assert measurement._clean_attribute_value is SDK_CLEAN
+        assert view_match._hash_attributes is SDK_HASH
+
+    def test_another_release_keeps_its_own_functions(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        sdk_attributes.uninstall()
+        monkeypatch.setattr(sdk_attributes, "VERIFIED_VERSION", "0.0.0")
+        assert sdk_attributes.install() is False
+        assert api_attributes._clean_attribute_value is SDK_CLEAN
+
+    def test_someone_elses_replacement_is_left_alone(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        sdk_attributes.uninstall()
+
+        def theirs(value: Any) -> Any:
+            return SDK_HASH(value)
+
+        monkeypatch.setattr(view_match, "_hash_attributes", theirs)
+        sdk_attributes.install()
+        assert view_match._hash_attributes is theirs
+
+    def test_exported_metrics_and_spans_are_the_sdks(self) -> None:
+        """The same measurements and spans, recorded with the fast paths and without:
+        the same series with the same values, the same span attributes."""
+        recorded = []
+        for fast in (False, True):
+            sdk_attributes.uninstall()
+            if fast:
+                assert sdk_attributes.install() is True
+            recorded.append(_record_some())
+        assert recorded[1] == recorded[0]
+        series, spans = recorded[1]
+        assert len(series["active"]) == 6  # 1, True, 1.0, "1", a list and the pool: six
+        assert len(spans) == 3
+
+
+def _record_some() -> tuple[dict[str, list[Any]], list[Any]]:
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("test")
+    active = meter.create_up_down_counter("active")
+    duration = meter.create_histogram("duration")
+    for attributes in (
+        {"a": 1},
+        {"a": True},
+        {"a": 1.0},
+        {"a": "1"},
+        {"a": [1, 2]},
+        {"a": 1},
+        {"pool.name": "main", "state": "used"},
+    ):
+        active.add(1, attributes)
+        duration.record(0.5, attributes)
+    active.add(-1, {"a": True})
+    data = reader.get_metrics_data()
+    series: dict[str, list[Any]] = {}
+    for resource_metrics in data.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                series[metric.name] = sorted((
+                    (shape(dict(point.attributes)), getattr(point, "value", None),
+                     getattr(point, "bucket_counts", None))
+                    for point in metric.data.data_points
+                ), key=repr)  # fmt: skip
+    tracer = TracerProvider().get_tracer("test")
+    spans = []
+    for attributes in ({"a": 1, "b": "x"}, {"a": True, "": 1}, {"a": [1, 2], "b": None}):
+        with tracer.start_as_current_span("s", attributes=attributes) as span:  # type: ignore[arg-type]
+            span.set_attribute("c", 2.5)
+            span.set_attribute("d", Name("n"))
+            spans.append(shape(dict(span.attributes or {})))  # type: ignore[attr-defined]
+    return series, spans
+
+
+APP = """
+import opentelemetry.attributes as api
+from opentelemetry import metrics, trace
+
+meter = metrics.get_meter("app")
+active = meter.create_up_down_counter("app.active")
+for value in (1, True, 1.0, 1, True):
+    active.add(1, {"a": value})
+with trace.get_tracer("app").start_as_current_span("work", attributes={"a": True, "b": 2}):
+    pass
+print(hasattr(api._clean_attribute_value, "__wrapped__"))
+"""
+
+
+def test_an_instrumented_app_exports_what_vanilla_would() -> None:
+    """Under ``opentelemetry-instrument`` the fast paths are in place, and a real OTLP
+    receiver gets three series for ``1``, ``True`` and ``1.0`` with their own counts,
+    and the span's attributes with their own types."""
+    with OtlpSink() as sink:
+        result = subprocess.run(
+            [f"{sys.prefix}/bin/opentelemetry-instrument", sys.executable, "-c", APP],
+            env=clean_env(
+                {
+                    "OTEL_SERVICE_NAME": "fast-paths",
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": sink.http_endpoint,
+                    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                }
+            ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "True"
+        assert sink.wait_for(lambda: any(m.name == "app.active" for m in sink.metrics()))
+        assert sink.wait_for(lambda: any(s.name == "work" for s in sink.spans()))
+        points = [p for m in sink.metrics() if m.name == "app.active" for p in m.points]
+        # Cumulative: a later export repeats each series' running total.
+        counts = {repr(shape(any_value(p.attributes[0].value))): p.as_int for p in points}
+        assert counts == {
+            repr((bool, True)): 2,
+            repr((float, 1.0, 1.0)): 1,
+            repr((int, 1)): 2,
+        }
+        (span,) = [s for s in sink.spans() if s.name == "work"]
+        assert shape(span.attributes) == shape({"a": True, "b": 2})
