@@ -125,3 +125,22 @@ def test_the_load_generator_sends_new_traces_every_time() -> None:
         assert len(set(ids)) == 4
         assert not seen & set(ids)
         seen |= set(ids)
+
+
+def test_the_sdk_attribute_benchmark_compares_both_paths() -> None:
+    """``benchmarks/sdk_attributes.py`` measures each call with the SDK's functions and
+    with the fast paths installed (it stops if they do not install)."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "sdk_attributes.py"), "--rounds", "2",
+         "--iterations", "20"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    rows = [line for line in lines if line.startswith("| ") and "µs" not in line]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| Histogram.record",
+        "| UpDownCounter.add",
+        "| start_span with 6 attributes",
+        "| set_attribute",
+    ]
