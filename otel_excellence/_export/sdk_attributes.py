@@ -17,9 +17,10 @@ about 80,000, and the Flask and SQLAlchemy instrumentations make seven per reque
 Both are pure functions, so here each gets a fast path for the case nearly every call
 is, and hands every other input to the SDK's own function:
 
-- cleaning: a value of an exact primitive type, or a plain ``dict`` of non-empty
-  ``str`` keys and such values with no length limit, is returned as the SDK would
-  return it (the value itself; a copy of the dict) without the per-value calls;
+- cleaning: a value of an exact primitive type, or a plain ``dict`` (or the read-only
+  view of one a sampler hands to every new span) of non-empty ``str`` keys and such
+  values with no length limit, is returned as the SDK would return it (the value
+  itself; a new dict) without the per-value calls;
 - series keys: a flat mapping of primitive values is looked up by its items and their
   exact types (so ``True``, ``1`` and ``1.0`` stay three series, as in the SDK), and
   computed by the SDK's function on a miss. At most ``MAX_KEYS`` mappings are kept; the
@@ -36,7 +37,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable
-from types import NoneType
+from types import MappingProxyType, NoneType
 from typing import Any
 
 from otel_excellence._diagnostics import internal_error, logger
@@ -65,7 +66,7 @@ def fast_clean(original: Callable[[Any, int | None], Any]) -> Callable[[Any, int
             if max_string_value_length is None or len(value) <= max_string_value_length:
                 return value
         elif (
-            kind is dict
+            (kind is dict or kind is MappingProxyType)  # a sampler's result is a proxy
             and max_string_value_length is None
             and "" not in value
             and set(map(type, value)) <= _TEXT
