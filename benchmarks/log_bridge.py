@@ -20,7 +20,6 @@ import json
 import logging
 import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from otel_excellence._logs.bridge import BridgeProcessor, _typed_stdlib_attributes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _stats import paired
+from _stats import measure, paired
 
 
 class NoOpExporter(LogRecordExporter):
@@ -80,13 +79,6 @@ def stdlib_logger(setup: str) -> logging.Logger:
             handler._get_attributes = _typed_stdlib_attributes(handler._get_attributes)  # type: ignore[method-assign]
         logger.handlers.append(handler)
     return logger
-
-
-def measure(fn: Callable[[], None], iterations: int) -> float:
-    started = time.thread_time()
-    for _ in range(iterations):
-        fn()
-    return (time.thread_time() - started) / iterations * 1e6
 
 
 def main() -> None:

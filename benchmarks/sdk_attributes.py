@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from otel_excellence._export import sdk_attributes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _stats import paired
+from _stats import measure, paired
 
 HTTP = {
     "http.method": "GET",
@@ -49,13 +48,6 @@ SPAN = {
     "net.peer.port": 0,
     "db.user": "app",
 }
-
-
-def measure(fn: Callable[[], None], iterations: int) -> float:
-    started = time.thread_time()
-    for _ in range(iterations):
-        fn()
-    return (time.thread_time() - started) / iterations * 1e6
 
 
 def main() -> None:

@@ -29,7 +29,6 @@ import inspect
 import json
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import SpanKind
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _stats import paired, summarize
+from _stats import measure, paired, summarize
 
 SETUPS = ("sdk", "bare", "distro")
 KINDS = ("root", "internal", "db", "failed")
@@ -153,13 +152,6 @@ def workloads(tracer: Any) -> dict[str, Callable[[], None]]:
             span.set_attribute("http.response.status_code", 200)
 
     return {"root": root, "internal": internal, "db": db, "failed": failed}
-
-
-def measure(fn: Callable[[], None], iterations: int) -> float:
-    started = time.thread_time()
-    for _ in range(iterations):
-        fn()
-    return (time.thread_time() - started) / iterations * 1e6
 
 
 def main() -> None:
