@@ -13,8 +13,6 @@ from __future__ import annotations
 import enum
 import logging
 import math
-import subprocess
-import sys
 from collections.abc import Iterator
 from types import MappingProxyType
 from typing import Any
@@ -31,7 +29,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from otel_excellence._export import sdk_attributes
 from otel_excellence._export.sdk_attributes import MAX_KEYS, cached_keys, fast_clean
-from tests.launch import clean_env
+from tests.launch import instrumented
 from tests.support.otlp_sink import OtlpSink, any_value
 from tests.test_otlp_encoding import PROFILE
 
@@ -259,38 +257,19 @@ def _record_some() -> tuple[dict[str, list[Any]], list[Any]]:
     return series, spans
 
 
-APP = """
-import opentelemetry.attributes as api
-from opentelemetry import metrics, trace
-
-meter = metrics.get_meter("app")
-active = meter.create_up_down_counter("app.active")
-for value in (1, True, 1.0, 1, True):
-    active.add(1, {"a": value})
-with trace.get_tracer("app").start_as_current_span("work", attributes={"a": True, "b": 2}):
-    pass
-print(hasattr(api._clean_attribute_value, "__wrapped__"))
-"""
-
-
 def test_an_instrumented_app_exports_what_vanilla_would() -> None:
     """Under ``opentelemetry-instrument`` the fast paths are in place, and a real OTLP
     receiver gets three series for ``1``, ``True`` and ``1.0`` with their own counts,
     and the span's attributes with their own types."""
     with OtlpSink() as sink:
-        result = subprocess.run(
-            [f"{sys.prefix}/bin/opentelemetry-instrument", sys.executable, "-c", APP],
-            env=clean_env(
-                {
-                    "OTEL_SERVICE_NAME": "fast-paths",
-                    "OTEL_EXPORTER_OTLP_ENDPOINT": sink.http_endpoint,
-                    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-                }
-            ),
-            capture_output=True,
-            text=True,
+        result = instrumented(
+            "attributes_app.py",
+            {
+                "OTEL_SERVICE_NAME": "fast-paths",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": sink.http_endpoint,
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            },
             timeout=60,
-            check=False,
         )
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == "True"
