@@ -13,7 +13,8 @@ from __future__ import annotations
 import enum
 import logging
 import math
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -81,8 +82,43 @@ values: st.SearchStrategy[Any] = st.recursive(
     max_leaves=10,
 )
 flat = st.dictionaries(keys, scalars, max_size=6)
-proxies = st.dictionaries(odd_keys, values, max_size=4).map(MappingProxyType) | flat.map(
-    MappingProxyType
+
+
+class Masking(dict[Any, Any]):
+    """A dict subclass whose lookups (and iteration) answer otherwise than its items."""
+
+    def __getitem__(self, key: Any) -> Any:
+        return "***"
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(super().__iter__()))
+
+
+class Adapter(Mapping[Any, Any]):
+    """A mapping over a defaultdict (a lookup of a missing key adds it) whose lookups
+    of missing keys raise a LookupError that is not a KeyError."""
+
+    def __init__(self, items: dict[Any, Any]) -> None:
+        self.inner = defaultdict(str, items)
+        self.known = set(items)
+
+    def __getitem__(self, key: Any) -> Any:
+        if key not in self.known:
+            raise LookupError(key)
+        return self.inner[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self.inner))
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
+# What a sampler hands each new span: a read-only view of the caller's own mapping.
+proxies = (flat | st.dictionaries(odd_keys, values, max_size=4)).flatmap(
+    lambda items: st.sampled_from([dict, Masking, Adapter]).map(
+        lambda make: MappingProxyType(make(items))
+    )
 )
 limits = st.sampled_from([None, 0, 3, 100])
 
@@ -136,6 +172,26 @@ def test_series_keys_are_the_sdks_whatever_came_before(mappings: list[dict[str, 
         ours, sdk = hash_attributes(cleaned), SDK_HASH(cleaned)
         assert ours == sdk
         assert hash(ours) == hash(sdk)
+
+
+@pytest.mark.parametrize("make", [Masking, Adapter], ids=["dict-subclass", "mapping"])
+def test_a_spans_own_mapping_is_read_as_the_sdk_reads_it(make: Any) -> None:
+    """The caller's mapping reaches the cleaning through the sampler's read-only view:
+    its own lookups are never called (they may answer otherwise than its items, raise,
+    or add keys), so the span gets what the SDK gives it and the mapping is unchanged."""
+    got = []
+    for fast in (False, True):
+        sdk_attributes.uninstall()
+        if fast:
+            assert sdk_attributes.install() is True
+        mapping = make({"a": "secret", "n": 1})
+        span = TracerProvider().get_tracer("test").start_span("s", attributes=mapping)
+        span.end()
+        got.append((shape(dict(span.attributes or {})), span.dropped_attributes))  # type: ignore[attr-defined]
+        assert set(getattr(mapping, "inner", mapping)) == {"a", "n"}
+    sdk_attributes.uninstall()
+    assert got[1] == got[0]
+    assert got[0][0] == shape({"a": "secret", "n": 1})
 
 
 def test_equal_values_of_other_types_stay_other_series() -> None:
@@ -201,9 +257,16 @@ class TestInstalled:
         def theirs(value: Any) -> Any:
             return SDK_HASH(value)
 
+        def their_cleaning(value: Any, limit: int | None) -> Any:
+            return SDK_CLEAN(value, limit)
+
         monkeypatch.setattr(view_match, "_hash_attributes", theirs)
-        sdk_attributes.install()
+        monkeypatch.setattr(api_attributes, "_clean_attribute_value", their_cleaning)
+        monkeypatch.setattr(measurement, "_clean_attribute_value", their_cleaning)
+        assert sdk_attributes.install() is False
         assert view_match._hash_attributes is theirs
+        assert api_attributes._clean_attribute_value is their_cleaning
+        assert measurement._clean_attribute_value is their_cleaning
 
     def test_exported_metrics_and_spans_are_the_sdks(self) -> None:
         """The same measurements and spans, recorded with the fast paths and without:

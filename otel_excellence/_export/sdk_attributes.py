@@ -17,10 +17,12 @@ about 80,000, and the Flask and SQLAlchemy instrumentations make seven per reque
 Both are pure functions, so here each gets a fast path for the case nearly every call
 is, and hands every other input to the SDK's own function:
 
-- cleaning: a value of an exact primitive type, or a plain ``dict`` (or the read-only
-  view of one a sampler hands to every new span) of non-empty ``str`` keys and such
-  values with no length limit, is returned as the SDK would return it (the value
-  itself; a new dict) without the per-value calls;
+- cleaning: a value of an exact primitive type, or a plain ``dict`` (or a sampler's
+  read-only view of one) of non-empty ``str`` keys and such values with no length
+  limit, is returned as the SDK would return it (the value itself; a new dict) without
+  the per-value calls. Nothing of the caller's runs on this path: a view of any other
+  mapping, or a ``dict`` subclass, goes to the SDK's function, which reads it once
+  through ``items()``;
 - series keys: a flat mapping of primitive values is looked up by its items and their
   exact types (so ``True``, ``1`` and ``1.0`` stay three series, as in the SDK), and
   computed by the SDK's function on a miss. At most ``MAX_KEYS`` mappings are kept; the
@@ -37,6 +39,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable
+from gc import get_referents
 from types import MappingProxyType, NoneType
 from typing import Any
 
@@ -65,14 +68,23 @@ def fast_clean(original: Callable[[Any, int | None], Any]) -> Callable[[Any, int
         if kind is str:
             if max_string_value_length is None or len(value) <= max_string_value_length:
                 return value
-        elif (
-            (kind is dict or kind is MappingProxyType)  # a sampler's result is a proxy
-            and max_string_value_length is None
-            and "" not in value
-            and set(map(type, value)) <= _TEXT
-            and set(map(type, value.values())) <= _PRIMITIVES
-        ):
-            return dict(value)
+        elif max_string_value_length is None and (kind is dict or kind is MappingProxyType):
+            # The sampler hands each new span its attributes as a read-only view of
+            # whatever mapping the caller passed. Only an exact dict is read here (the
+            # view's referent, found without calling the caller's code), and it is copied
+            # first (in C, one step) and the copy checked: what is returned is what was
+            # checked, whatever another thread does to the caller's dict meanwhile.
+            inner = value if kind is dict else get_referents(value)
+            if kind is MappingProxyType:
+                inner = inner[0] if len(inner) == 1 else None
+            if type(inner) is dict:
+                copy = dict(inner)
+                if (
+                    "" not in copy
+                    and set(map(type, copy)) <= _TEXT
+                    and set(map(type, copy.values())) <= _PRIMITIVES
+                ):
+                    return copy
         return original(value, max_string_value_length)
 
     clean_attribute_value.__wrapped__ = original  # type: ignore[attr-defined]
