@@ -375,6 +375,35 @@ class TestNPlusOne:
         assert attrs(parent)["otel_excellence.db.n_plus_one.count"] == 6
         assert attrs(parent)["otel_excellence.db.n_plus_one.statement"] == "GET ?"
 
+    def test_counts_and_verdicts_hold_across_batches_of_calls(
+        self, telemetry: Telemetry, sqlite: Engine
+    ) -> None:
+        """Calls are counted in batches (at 64 waiting, and when the root ends): a
+        request of 150 calls, interleaved, the repeated ones split across batches, and
+        one statement whose parameters never change, has exactly the counts seen."""
+        tracer = telemetry.tracer_provider.get_tracer("test")
+        by_id = sa.text("SELECT count(*) FROM users WHERE id = :id")
+        orders = sa.text("SELECT count(*) FROM orders WHERE id = :id")
+        by_email = sa.text("SELECT count(*) FROM users WHERE email = :e")
+        with tracer.start_as_current_span("report"), sqlite.connect() as connection:
+            for n in range(50):
+                connection.execute(by_id, {"id": n})
+                connection.execute(orders, {"id": n % 3})
+                connection.execute(by_email, {"e": "x"})
+        parent = attrs(telemetry.span("report"))
+        assert parent["otel_excellence.db.n_plus_one.count"] == 50
+        events = {
+            e.attributes["otel_excellence.db.n_plus_one.statement"]: e.attributes[
+                "otel_excellence.db.n_plus_one.count"
+            ]
+            for e in telemetry.span("report").events
+            if e.name == "otel_excellence.db.n_plus_one"
+        }
+        assert events == {
+            "SELECT count(*) FROM users WHERE id = ?": 50,
+            "SELECT count(*) FROM orders WHERE id = ?": 50,
+        }
+
     def test_state_for_a_root_that_never_ends_goes_with_the_span(self) -> None:
         """N+1 state lives on the root span object: a root the application abandons
         without ending takes its state with it (nothing global grows)."""

@@ -13,10 +13,12 @@ into their own root. A lock per root guards work fanned out to thread pools.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 MAX_PATTERNS_PER_ROOT = 64
 _MAX_PARENT_NAMES = 8
+_FOLD_AT = 64  # noted calls waiting before they are counted (bounds the deque)
 
 
 class _Pattern:
@@ -46,13 +48,21 @@ class NPlusOne:
 
 
 class RootFindings:
-    """What the database calls under one local root looked like, until the root ends."""
+    """What the database calls under one local root looked like, until the root ends.
 
-    __slots__ = ("__weakref__", "_lock", "closed", "patterns")
+    Calls are noted as they end and counted into patterns only in batches: when
+    ``_FOLD_AT`` are waiting, and when the root ends with at least ``threshold`` of
+    them. Most requests run fewer statements than the threshold and are then never
+    counted at all, and the deque bounds what is waiting. ``deque.append`` and
+    ``popleft`` are atomic, so noting takes no lock; counting does.
+    """
+
+    __slots__ = ("__weakref__", "_lock", "_pending", "closed", "patterns")
 
     def __init__(self) -> None:
         self.patterns: dict[str, _Pattern] = {}
         self.closed = False
+        self._pending: deque[tuple[str, str, str, int | None, str]] = deque()
         self._lock = threading.Lock()
 
     def observe(
@@ -63,36 +73,46 @@ class RootFindings:
         identity: int | None,
         parent: str,
     ) -> None:
+        if self.closed:
+            return  # the root already ended; a straggler cannot change its verdict
+        pending = self._pending
+        pending.append((statement, system, operation, identity, parent))
+        if len(pending) >= _FOLD_AT:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Count the noted calls into patterns, in the order they were noted."""
         with self._lock:
-            if self.closed:
-                return  # the root already ended; a straggler cannot change its verdict
-            pattern = self.patterns.get(statement)
-            if pattern is None:
-                if len(self.patterns) >= MAX_PATTERNS_PER_ROOT:
-                    return
-                pattern = self.patterns[statement] = _Pattern(statement, system, operation)
-            # Counted here rather than in a method of the pattern: one call less on
-            # every database span.
-            pattern.count += 1
-            parents = pattern.parents
-            seen = parents.get(parent)
-            if seen is not None:
-                parents[parent] = seen + 1
-            elif len(parents) < _MAX_PARENT_NAMES:
-                parents[parent] = 1
-            if identity is None:
-                return
-            if pattern.first_identity is None:
-                pattern.first_identity = identity
-            elif identity != pattern.first_identity:
-                pattern.varied = True
+            pending, patterns = self._pending, self.patterns
+            while pending:
+                statement, system, operation, identity, parent = pending.popleft()
+                pattern = patterns.get(statement)
+                if pattern is None:
+                    if len(patterns) >= MAX_PATTERNS_PER_ROOT:
+                        continue
+                    pattern = patterns[statement] = _Pattern(statement, system, operation)
+                pattern.count += 1
+                parents = pattern.parents
+                seen = parents.get(parent)
+                if seen is not None:
+                    parents[parent] = seen + 1
+                elif len(parents) < _MAX_PARENT_NAMES:
+                    parents[parent] = 1
+                if identity is None:
+                    continue
+                if pattern.first_identity is None:
+                    pattern.first_identity = identity
+                elif identity != pattern.first_identity:
+                    pattern.varied = True
 
     def finish(self, threshold: int) -> list[NPlusOne]:
         """The N+1 patterns found, most repeated first; the state takes no more calls."""
         with self._lock:
             self.closed = True
-        # Closed, the patterns no longer change: read without the lock. Most requests
-        # have none over the threshold, and end here with nothing built.
+        if not self.patterns and len(self._pending) < threshold:
+            return []  # fewer calls than the threshold in all: nothing can repeat enough
+        self._fold()
+        # Closed and counted, the patterns no longer change: read without the lock.
         found = [
             NPlusOne(
                 p.statement,
