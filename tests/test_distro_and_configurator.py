@@ -21,6 +21,7 @@ from otel_excellence._config.distro import (
 )
 from otel_excellence._config.instrumentations import UNSUPPORTED, instrumentation_statuses
 from otel_excellence._config.resource import fallback_service_name, resource_attributes
+from otel_excellence._export.delivery import does_nothing
 from otel_excellence._export.pipeline import EnrichingSpanProcessor, SpanChanges
 from tests.launch import clean_env
 from tests.support.otlp_sink import OtlpSink
@@ -210,6 +211,83 @@ class TestEnrichingProcessor:
         assert len(spans) == 3
         assert all(s.attributes == {"half": "applied", "tagged": "yes"} for s in spans)
         assert warnings_seen.text.count("internal error in _Exploding") == 1
+
+
+def _empty(self: object, span: object, parent_context: object = None) -> None:
+    pass
+
+
+def _documented(self: object, span: object, parent_context: object = None) -> None:
+    """Only a docstring."""
+
+
+def _returns(self: object, span: object, parent_context: object = None) -> int:
+    return 1
+
+
+def _stores(self: object, span: object, parent_context: object = None) -> None:
+    span.seen = True  # type: ignore[attr-defined]
+
+
+def _calls(self: object, span: object, parent_context: object = None) -> None:
+    print(span)
+
+
+class TestProcessorChain:
+    @pytest.mark.parametrize(
+        ("function", "empty"),
+        [
+            (_empty, True),
+            (_documented, True),
+            (SimpleSpanProcessor.on_start, True),
+            (_returns, False),
+            (_stores, False),
+            (_calls, False),
+            (len, False),  # no bytecode to read: assumed to do something
+        ],
+    )
+    def test_only_empty_bodies_are_skipped(self, function: object, empty: bool) -> None:
+        assert does_nothing(function) is empty
+
+    def test_every_processor_still_sees_every_span_and_ours_exports_it(self) -> None:
+        """The SDK's processors lose our empty placeholders, and our chain skips the
+        batch processor's empty on_start: a processor the user adds still gets each
+        span's start and end, and every span is exported and counted."""
+        with OtlpSink() as sink:
+            result = run_python(
+                """
+                import otel_excellence
+                from opentelemetry import trace
+                from opentelemetry.sdk.trace import SpanProcessor
+
+                class Recorder(SpanProcessor):
+                    starts = ends = 0
+                    def on_start(self, span, parent_context=None):
+                        Recorder.starts += 1
+                    def on_end(self, span):
+                        Recorder.ends += 1
+
+                otel_excellence.configure()
+                provider = trace.get_tracer_provider()
+                provider.add_span_processor(Recorder())
+                tracer = trace.get_tracer("chain")
+                for n in range(5):
+                    with tracer.start_as_current_span(f"span-{n}"):
+                        pass
+                names = [type(p).__name__ for p in provider._active_span_processor._span_processors]
+                print(Recorder.starts, Recorder.ends, *names)
+                """,
+                {
+                    "OTEL_SERVICE_NAME": "chain",
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": sink.http_endpoint,
+                    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                },
+            )
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.split() == ["5", "5", "EnrichingSpanProcessor", "Recorder"]
+            assert sink.wait_for(
+                lambda: len([s for s in sink.spans() if s.name.startswith("span-")]) == 5
+            )
 
 
 class TestConfigureFromCode:

@@ -27,6 +27,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
 from otel_excellence._config.configurator import _watch
 from otel_excellence._export.delivery import (
@@ -219,6 +221,37 @@ class TestCountsAndSelfMetrics:
         exporter.release.set()
         batch.shutdown()
         assert counter.undelivered == 101
+
+    def test_only_sampled_spans_count_as_entering_the_pipeline(self) -> None:
+        """Record-only spans reach every processor but are never exported: counted as
+        entering, the exit summary would report them lost."""
+
+        class RecordSome(Sampler):
+            def should_sample(
+                self, parent_context: Any, trace_id: int, name: str, *args: Any, **kwargs: Any
+            ) -> SamplingResult:
+                kept = name == "kept"
+                return SamplingResult(Decision.RECORD_AND_SAMPLE if kept else Decision.RECORD_ONLY)
+
+            def get_description(self) -> str:
+                return "record-some"
+
+        exporter = InMemorySpanExporter()
+        counter = DeliveryCounter("spans")
+        reporter = LossReporter("test")
+        batch = BatchSpanProcessor(
+            CountingSpanExporter(exporter, counter, reporter), schedule_delay_millis=50
+        )
+        provider = TracerProvider(sampler=RecordSome())
+        provider.add_span_processor(CountingSpanProcessor(batch, counter))
+        tracer = provider.get_tracer("test")
+        for name in ("kept", "recorded", "kept", "recorded", "recorded"):
+            with tracer.start_as_current_span(name):
+                pass
+        assert provider.force_flush()
+        assert [s.name for s in exporter.get_finished_spans()] == ["kept", "kept"]
+        assert (counter.accepted, counter.undelivered) == (2, 0)
+        provider.shutdown()
 
     def test_failed_exports_count_with_error_type_and_successes_without(self) -> None:
         """exported{} counts successes; exported{error.type=...} failures: the exception

@@ -49,6 +49,7 @@ from otel_excellence._export.delivery import (
     SelfMetrics,
     exporter_component_type,
     watch_batch_processor,
+    works_on_start,
 )
 from otel_excellence._export.metrics import FastMetrics, readers_of
 from otel_excellence._export.pipeline import EnrichingSpanProcessor, SpanEnricher
@@ -76,9 +77,16 @@ class _FanOut(SpanProcessor):
 
     def __init__(self) -> None:
         self.processors: list[SpanProcessor] = []
+        self._starting: tuple[SpanProcessor, ...] = ()
+
+    def add(self, processor: SpanProcessor) -> None:
+        self.processors.append(processor)
+        # Called at start only if they do something then (the SDK's batch processor
+        # does not): a call per span per layer.
+        self._starting = tuple(p for p in self.processors if works_on_start(p))
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        for processor in self.processors:
+        for processor in self._starting:
             processor.on_start(span, parent_context=parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
@@ -94,7 +102,27 @@ class _FanOut(SpanProcessor):
 
 
 class _Placeholder(SpanProcessor):
-    """What the SDK registers per exporter; the real work happens in the one chain."""
+    """What the SDK registers per exporter; the real work happens in the one chain.
+
+    Taken out again once the SDK is configured (``_drop_placeholders``): the SDK would
+    call its three empty methods for every span.
+    """
+
+
+def _drop_placeholders(provider: object) -> None:
+    """Remove our placeholders from the SDK's processors (private in SDK 1.45: a tuple
+    replaced under its lock, as ``add_span_processor`` does). Where that surface moved,
+    they stay: they do nothing."""
+    active = getattr(provider, "_active_span_processor", None)
+    lock = getattr(active, "_lock", None)
+    if active is None or lock is None:
+        return
+    with lock:
+        processors = getattr(active, "_span_processors", None)
+        if isinstance(processors, tuple):
+            active._span_processors = tuple(
+                p for p in processors if not isinstance(p, _Placeholder)
+            )
 
 
 def _abort(exporter: Any) -> Callable[[], None]:
@@ -195,7 +223,7 @@ def _sdk_kwargs(
         spans = counter("traces", "spans", exporter)
         batch = _batch_span_processor(CountingSpanExporter(exporter, spans, loss.reporter))
         _watch(batch, spans)
-        fan_out.processors.append(CountingSpanProcessor(batch, spans))
+        fan_out.add(CountingSpanProcessor(batch, spans))
         return _Placeholder()
 
     def export_log_record_processor(exporter: LogRecordExporter) -> LogRecordProcessor:
@@ -411,6 +439,7 @@ def configure_sdk(
         try:
             sdk_attributes.install()  # the SDK's attribute checks, common case first (issue 13)
             _configure_providers(kwargs)
+            _drop_placeholders(trace.get_tracer_provider())
             otlp_encoding.install()  # the exporters' encoders, 4-7x cheaper (issue 13)
             instruments.attach(*readers_of(get_meter_provider()))
             _register_metric_exporter_aborts(plan)

@@ -18,6 +18,7 @@ the point where the SDK drops. From those counts come:
 
 from __future__ import annotations
 
+import dis
 import os
 import threading
 import time
@@ -33,6 +34,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import TraceFlags
 
 from otel_excellence._diagnostics import logger
 
@@ -41,6 +43,7 @@ from otel_excellence._diagnostics import logger
 EXPORT_FAILED = "_OTHER"
 QUEUE_FULL = "queue_full"
 REPORT_INTERVAL_S = 60.0
+_SAMPLED = TraceFlags.SAMPLED
 
 
 # Every counter and reporter, to start afresh in a forked child: a lock held by another
@@ -358,6 +361,33 @@ class CountingLogRecordProcessor(LogRecordProcessor):
         return self.inner.force_flush(timeout_millis)
 
 
+def does_nothing(function: object) -> bool:
+    """Whether a function's body is empty (``pass`` or a docstring): it returns None and
+    touches nothing, so not calling it changes nothing. Read from its bytecode, so an SDK
+    release that gives such a method a body is called again."""
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return False
+    try:
+        for instruction in dis.get_instructions(code):
+            if instruction.opname in {"RESUME", "NOP", "CACHE", "RETURN_VALUE"}:
+                continue
+            if instruction.opname in {"LOAD_CONST", "RETURN_CONST"} and instruction.argval is None:
+                continue
+            return False
+    except Exception:  # noqa: BLE001 - unreadable code is assumed to do something
+        return False
+    return True
+
+
+def works_on_start(processor: SpanProcessor) -> bool:
+    """Whether a processor does anything when a span starts (the SDK's batch and simple
+    processors do not: a call per span saved for each)."""
+    if isinstance(processor, CountingSpanProcessor):
+        return works_on_start(processor.inner)
+    return not does_nothing(type(processor).on_start)
+
+
 class CountingSpanProcessor(SpanProcessor):
     """Counts sampled spans entering ``inner`` (one exporting processor)."""
 
@@ -370,8 +400,13 @@ class CountingSpanProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         # The batch processor ignores unsampled (record-only) spans: so does the count.
-        if span.context is not None and span.context.trace_flags.sampled:
-            self._counter.accept()
+        # Its fields and the lock inline, not through properties and accept(): this
+        # runs for every span, on the application's thread.
+        context = span._context
+        if context is not None and context.trace_flags & _SAMPLED:
+            counter = self._counter
+            with counter._lock:
+                counter.accepted += 1
         self.inner.on_end(span)
 
     def shutdown(self) -> None:

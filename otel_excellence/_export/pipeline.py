@@ -194,9 +194,14 @@ class EnrichingSpanProcessor(SpanProcessor):
     def _on_ending(self, span: Span) -> None:
         if not EDIT_IN_PLACE:
             return
-        changes = self._enrich(span)
+        changes = None
+        for enricher in self.enrichers:  # _enrich(), inline: it runs for every span
+            try:
+                changes = enricher(span, changes)
+            except Exception:  # noqa: BLE001 - telemetry must not break the application
+                internal_error(type(enricher).__name__)
         attributes: Any = span._attributes
-        if changes is not None:
+        if changes is not None and changes:
             try:
                 edit_in_place(span, changes)
             except Exception:  # noqa: BLE001 - the SDK's private surface moved
