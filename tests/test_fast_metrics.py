@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.trace import SpanContext, TraceFlags
@@ -47,6 +48,30 @@ class TestFastMetrics:
         assert point.bucket_counts == [2, 1, 1]  # type: ignore[attr-defined]
         assert point.min == 0.05 and point.max == 3.0  # type: ignore[attr-defined]
         assert {e.span_id for e in point.exemplars} == {2}  # type: ignore[attr-defined]
+
+    def test_counter_points_carry_the_last_counting_span_as_exemplar(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A count with a span carries it as the exemplar (trace and span ids, value);
+        without a span, or with exemplars switched off, there is none."""
+        metrics, reader = _setup()
+        counter = metrics.counter("c", "{x}", "d")
+        cell = counter.cell("k", {"a": "b"})
+        counter.add(cell, 1, SpanContext(7, 8, False, TraceFlags(1)))
+        counter.add(cell, 2, SpanContext(7, 9, False, TraceFlags(1)))
+        [point] = _points(reader, "c")
+        assert point.value == 3  # type: ignore[attr-defined]
+        [(trace_id, span_id, value)] = [
+            (e.trace_id, e.span_id, e.value)
+            for e in point.exemplars  # type: ignore[attr-defined]
+        ]
+        assert (trace_id, span_id, value) == (7, 9, 2)
+        bare = metrics.counter("bare", "{x}", "d")
+        bare.add(bare.cell("k", {}), 1)
+        monkeypatch.setenv("OTEL_METRICS_EXEMPLAR_FILTER", "always_off")
+        off = metrics.counter("off", "{x}", "d")
+        off.add(off.cell("k", {}), 1, SpanContext(7, 8, False, TraceFlags(1)))
+        assert [p.exemplars for p in _points(reader, "bare") + _points(reader, "off")] == [[], []]  # type: ignore[attr-defined]
 
     def test_a_forked_child_records_with_fresh_locks_and_its_own_counts(self) -> None:
         """A fork while the parent's reader holds a cell's lock must not block the

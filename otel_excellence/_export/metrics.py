@@ -106,13 +106,6 @@ class _Instrument:
                     found = self.cells[key] = _Cell(attributes, self._buckets())
         return found
 
-    def _exemplar(
-        self, value: float, context: SpanContext | None
-    ) -> tuple[float, int, SpanContext] | None:
-        if not self._exemplars or context is None:
-            return None
-        return (value, time.time_ns(), context)
-
 
 class FastHistogram(_Instrument):
     """Explicit-bucket histogram; ``record`` is the hot path."""
@@ -126,7 +119,7 @@ class FastHistogram(_Instrument):
 
     def record(self, cell: _Cell, value: float, context: SpanContext | None = None) -> None:
         index = bisect_left(self.bounds, value)  # upper bounds are inclusive, as the SDK's
-        # _exemplar() and min()/max() written out: one call each, on every database span.
+        # The exemplar and min()/max() written out: a call each, on every database span.
         exemplar = (
             (value, time.time_ns(), context) if context is not None and self._exemplars else None
         )
@@ -146,7 +139,9 @@ class FastCounter(_Instrument):
     """Monotonic sum; ``add`` is the hot path."""
 
     def add(self, cell: _Cell, amount: int = 1, context: SpanContext | None = None) -> None:
-        exemplar = self._exemplar(amount, context)
+        exemplar = (  # the span that counted it, as in record()
+            (amount, time.time_ns(), context) if context is not None and self._exemplars else None
+        )
         with cell.lock:
             cell.sum += amount
             if exemplar is not None:

@@ -142,6 +142,12 @@ class LibraryHooks:
                     outcomes.extend((command, o) for o in _outcomes(command, reply))
             else:
                 command = str(getattr(span, "name", "")).upper()
+                if command in _SINGLE_KEY_READS:  # GET and its kind: one reply, one outcome
+                    outcome = "miss" if response is None else "hit"
+                    self._count(command, outcome, span)
+                    if span.is_recording():
+                        span.set_attribute(sc.CACHE_RESULT, outcome)
+                    return
                 if command not in _READS:
                     return  # most commands say nothing of hits (SET, INCR, ...)
                 outcomes = [(command, o) for o in _outcomes(command, response)]
