@@ -26,10 +26,15 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics._internal import measurement
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import Span, SpanLimits, TracerProvider
 
 from otel_excellence._export import sdk_attributes
-from otel_excellence._export.sdk_attributes import MAX_KEYS, cached_keys, fast_clean
+from otel_excellence._export.sdk_attributes import (
+    MAX_KEYS,
+    cached_keys,
+    fast_clean,
+    fast_set_attribute,
+)
 from tests.launch import instrumented
 from tests.support.otlp_sink import OtlpSink, any_value
 from tests.test_otlp_encoding import PROFILE
@@ -43,6 +48,7 @@ def _sdk(function: Any) -> Any:
 
 SDK_CLEAN = _sdk(api_attributes._clean_attribute_value)
 SDK_HASH = _sdk(view_match._hash_attributes)
+SDK_SET_ATTRIBUTE = _sdk(Span.set_attribute)
 
 
 class Level(enum.IntEnum):
@@ -159,6 +165,82 @@ def test_cleaning_gives_what_the_sdk_gives(value: Any, limit: int | None) -> Non
         assert results[1] is not value  # a copy, as the SDK's: the caller may change it
 
 
+span_limits = st.sampled_from([0, 1, 3, 128, SpanLimits.UNSET])
+calls = st.lists(st.tuples(odd_keys, values), max_size=8)
+
+
+@settings(PROFILE)
+@given(
+    started=flat,
+    calls=calls,
+    ended_after=st.none() | st.integers(0, 8),
+    max_attributes=span_limits,
+    max_length=st.sampled_from([3, SpanLimits.UNSET]),
+)
+def test_set_attribute_gives_what_the_sdk_gives(
+    started: dict[str, Any],
+    calls: list[tuple[Any, Any]],
+    ended_after: int | None,
+    max_attributes: int,
+    max_length: int,
+) -> None:
+    """A span's attributes after any sequence of ``set_attribute`` calls, before and
+    after it ends, under any limits: the same items in the same order with the same
+    types, the same dropped count, the same lines logged."""
+    limits = SpanLimits(max_span_attributes=max_attributes, max_attribute_length=max_length)
+    tracer = TracerProvider(span_limits=limits).get_tracer("test")
+    results = []
+    for set_attribute in (SDK_SET_ATTRIBUTE, fast_set_attribute(SDK_SET_ATTRIBUTE)):
+        span = tracer.start_span("s", attributes=started)
+        handler = _Collect()
+        loggers = [
+            logging.getLogger(n) for n in ("opentelemetry.attributes", "opentelemetry.sdk.trace")
+        ]
+        for sdk_logger in loggers:
+            sdk_logger.addHandler(handler)
+        try:
+            for n, (key, value) in enumerate(calls):
+                if n == ended_after:
+                    span.end()
+                set_attribute(span, key, value)
+        finally:
+            for sdk_logger in loggers:
+                sdk_logger.removeHandler(handler)
+        attributes = span._attributes  # type: ignore[attr-defined]
+        results.append((shape(dict(attributes._dict)), attributes.dropped, handler.lines))
+    assert results[1] == results[0]
+
+
+@pytest.mark.parametrize("state", ["frozen while live", "ended, not frozen"])
+def test_set_attribute_on_a_span_in_a_state_the_sdk_never_leaves_it(state: str) -> None:
+    """Each guard on its own: attributes frozen on a live span raise as the SDK's do;
+    an ended span whose attributes were not frozen is left as the SDK leaves it."""
+    outcomes = []
+    for set_attribute in (SDK_SET_ATTRIBUTE, fast_set_attribute(SDK_SET_ATTRIBUTE)):
+        span = TracerProvider().get_tracer("test").start_span("s", attributes={"a": 1})
+        if state == "ended, not frozen":
+            span.end()
+        span._attributes._immutable = state == "frozen while live"  # type: ignore[attr-defined]
+        try:
+            set_attribute(span, "b", 2)
+            outcome: Any = dict(span._attributes._dict)  # type: ignore[attr-defined]
+        except TypeError as error:
+            outcome = str(error)
+        outcomes.append(outcome)
+    assert outcomes[1] == outcomes[0]
+
+
+def test_set_attribute_on_a_span_with_its_own_attributes_object() -> None:
+    """A span whose attributes are not the SDK's ``BoundedAttributes`` (replaced by
+    other code) is written the SDK's way."""
+    fast = fast_set_attribute(SDK_SET_ATTRIBUTE)
+    span = TracerProvider().get_tracer("test").start_span("s")
+    mine: dict[str, Any] = {}
+    span._attributes = mine  # type: ignore[attr-defined]
+    fast(span, "a", 1)
+    assert mine == {"a": 1}
+
+
 @settings(PROFILE)
 @given(mappings=st.lists(flat | st.dictionaries(keys, values, max_size=3), max_size=8))
 def test_series_keys_are_the_sdks_whatever_came_before(mappings: list[dict[str, Any]]) -> None:
@@ -238,12 +320,14 @@ class TestInstalled:
             (api_attributes, "_clean_attribute_value", SDK_CLEAN),
             (measurement, "_clean_attribute_value", SDK_CLEAN),
             (view_match, "_hash_attributes", SDK_HASH),
+            (Span, "set_attribute", SDK_SET_ATTRIBUTE),
         ):
             assert getattr(module, name).__wrapped__ is sdk
         sdk_attributes.uninstall()
         assert api_attributes._clean_attribute_value is SDK_CLEAN
         assert measurement._clean_attribute_value is SDK_CLEAN
         assert view_match._hash_attributes is SDK_HASH
+        assert Span.set_attribute is SDK_SET_ATTRIBUTE
 
     def test_another_release_keeps_its_own_functions(self, monkeypatch: pytest.MonkeyPatch) -> None:
         sdk_attributes.uninstall()
@@ -260,6 +344,10 @@ class TestInstalled:
         def their_cleaning(value: Any, limit: int | None) -> Any:
             return SDK_CLEAN(value, limit)
 
+        def their_set_attribute(span: Any, key: str, value: Any) -> None:
+            SDK_SET_ATTRIBUTE(span, key, value)
+
+        monkeypatch.setattr(Span, "set_attribute", their_set_attribute)
         monkeypatch.setattr(view_match, "_hash_attributes", theirs)
         monkeypatch.setattr(api_attributes, "_clean_attribute_value", their_cleaning)
         monkeypatch.setattr(measurement, "_clean_attribute_value", their_cleaning)
@@ -267,6 +355,7 @@ class TestInstalled:
         assert view_match._hash_attributes is theirs
         assert api_attributes._clean_attribute_value is their_cleaning
         assert measurement._clean_attribute_value is their_cleaning
+        assert Span.set_attribute is their_set_attribute
 
     def test_exported_metrics_and_spans_are_the_sdks(self) -> None:
         """The same measurements and spans, recorded with the fast paths and without:
