@@ -240,7 +240,10 @@ class TestCountsAndSelfMetrics:
         counter = DeliveryCounter("spans")
         reporter = LossReporter("test")
         batch = BatchSpanProcessor(
-            CountingSpanExporter(exporter, counter, reporter), schedule_delay_millis=50
+            CountingSpanExporter(exporter, counter, reporter),
+            max_queue_size=2048,
+            max_export_batch_size=512,
+            schedule_delay_millis=50,
         )
         provider = TracerProvider(sampler=RecordSome())
         provider.add_span_processor(CountingSpanProcessor(batch, counter))
