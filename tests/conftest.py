@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +19,23 @@ def _internal_errors_raise() -> Iterator[None]:
     _log.reset_once_keys()
     yield
     _log.raise_internal_errors = False
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored() -> Iterator[None]:
+    """The environment as it was before the test, whatever the test ran in-process.
+
+    The distro writes its defaults and repairs into ``os.environ`` (it must: the SDK
+    reads them there). A test that runs it in-process leaves variables that
+    ``monkeypatch`` never set, so it never removes them. One such leak, a batch size,
+    failed an unrelated test in CI (83c2c7a). Set up before ``monkeypatch`` and torn
+    down after it.
+    """
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @pytest.fixture
