@@ -106,6 +106,29 @@ def test_paired_ratios_are_taken_round_by_round() -> None:
     assert (summary.median, summary.q1, summary.q3) == (2.0, 2.0, 2.0)
 
 
+def test_instructions_are_read_per_thread_and_the_enrichment_on_the_application_thread(
+    tmp_path: Path,
+) -> None:
+    """callgrind's --separate-threads files: every thread counts in the total, the main
+    thread (01) alone in the application-thread line, each file's last totals line once."""
+    for config, threads in {"ours": (5_000, 700, 300), "ours-bare": (4_000, 700, 0)}.items():
+        out = tmp_path / config
+        out.mkdir()
+        for number, total in enumerate(threads, start=1):
+            (out / f"callgrind.out.4242-{number:02d}").write_text(
+                f"events: Ir\nsummary: {total}\ntotals: {total}\n"
+            )
+    assert bench.thread_instructions(tmp_path / "ours") == {1: 5_000, 2: 700, 3: 300}
+    data = {
+        "requests": 10,
+        "instructions": {"ours": 600.0, "ours-bare": 470.0},
+        "application_thread": {"ours": 500.0, "ours-bare": 400.0},
+    }
+    lines = bench.report_callgrind(data, spans=2.0)
+    assert "Enrichment: 65 instructions per span" in lines[-2]
+    assert lines[-1].startswith("On the application's thread alone: 50 instructions per span")
+
+
 def test_the_load_generator_sends_new_traces_every_time() -> None:
     """Each re-send of the serialized batch carries trace ids never sent before, each on
     all 8 spans of its trace, so the gateway's tail sampling sees new traces."""
