@@ -414,6 +414,7 @@ def stage_callgrind(args: argparse.Namespace, peers: Peers, workdir: Path) -> di
         return {}
     results: dict[str, float] = {}
     application: dict[str, float] = {}
+    requests_only: dict[str, float] = {}
     sink = HttpSink(keep=False).start()
     try:
         with redis_server(workdir) as redis_port:
@@ -433,63 +434,126 @@ def stage_callgrind(args: argparse.Namespace, peers: Peers, workdir: Path) -> di
                     # Under valgrind 150 requests take seconds of wall time, so a periodic
                     # metric collection (every 15 s) fell inside the window in some runs
                     # and not in others. Without it, the window holds the requests and the
-                    # final flush (one collection and export of every metric), the same
-                    # for every configuration.
+                    # final flush (the batches still queued, one collection and export of
+                    # every metric), the same for every configuration; the application
+                    # thread's requests are also read apart from its flush.
                     env={"OTEL_METRIC_EXPORT_INTERVAL": str(3_600_000)},
                 )  # fmt: skip
                 per_thread = thread_instructions(out)
                 results[name] = sum(per_thread.values()) / args.callgrind_requests
                 application[name] = per_thread.get(1, 0) / args.callgrind_requests
+                alone = request_instructions(out)
+                if alone is not None:
+                    requests_only[name] = alone / args.callgrind_requests
+                took = time.monotonic() - started
                 say(f"bench:   {results[name]:,.0f} instructions/request, application thread "
-                    f"{application[name]:,.0f} ({time.monotonic() - started:.0f} s)")  # fmt: skip
+                    f"{application[name]:,.0f}, its requests without the flush "
+                    f"{requests_only.get(name, 0):,.0f} ({took:.0f} s)")  # fmt: skip
     finally:
         sink.stop()
     return {
         "requests": args.callgrind_requests,
         "instructions": results,
         "application_thread": application,
+        "application_requests": requests_only,
     }
 
 
-def thread_instructions(out: Path) -> dict[int, int]:
-    """Instructions per thread (1 is the main thread, which runs the requests) from
-    callgrind's ``--separate-threads`` files, ``callgrind.out.<pid>-<thread>``."""
-    totals: dict[int, int] = {}
+REQUESTS_TRIGGER = "Client Request: requests"  # callgrind_toggle.c's oxbench_mark()
+
+
+def callgrind_parts(out: Path) -> list[tuple[int, str, int]]:
+    """(thread, trigger, instructions) of each of callgrind's ``--separate-threads``
+    files: ``callgrind.out.<pid>-<thread>`` at exit, ``callgrind.out.<pid>.<part>-<thread>``
+    for a dump made by oxbench_mark() (of the calling thread only)."""
+    parts = []
     for path in out.iterdir():
-        thread = int(path.name.rsplit("-", 1)[1]) if "-" in path.name else 1
+        thread, trigger, total = int(path.name.rsplit("-", 1)[1]) if "-" in path.name else 1, "", 0
         for line in path.read_text(errors="replace").splitlines():
-            if line.startswith(("summary:", "totals:")):
-                totals[thread] = max(totals.get(thread, 0), int(line.split()[1]))
+            if line.startswith("desc: Trigger: "):
+                trigger = line.removeprefix("desc: Trigger: ")
+            elif line.startswith("totals:"):
+                # The part's own count. After a dump, the last part's "summary:" is the
+                # count since the zeroing minus the dumped part, wrapped below zero.
+                total = int(line.split()[1])
+            elif line.startswith("summary:") and not total:
+                total = int(line.split()[1])
+        parts.append((thread, trigger, total))
+    return parts
+
+
+def thread_instructions(out: Path) -> dict[int, int]:
+    """Instructions per thread (1 is the main thread, which runs the requests), every
+    part of the window."""
+    totals: dict[int, int] = {}
+    for thread, _, total in callgrind_parts(out):
+        totals[thread] = totals.get(thread, 0) + total
     return totals
+
+
+def request_instructions(out: Path) -> int | None:
+    """The main thread's instructions over the requests alone (its part before the
+    window's final flush), or None without that part."""
+    found = [total for thread, trigger, total in callgrind_parts(out)
+             if thread == 1 and trigger == REQUESTS_TRIGGER]  # fmt: skip
+    return sum(found) if found else None
 
 
 def report_callgrind(data: dict[str, Any], spans: float | None = None) -> list[str]:
     if not data:
         return ["### Instructions per request", "", "valgrind not available: not measured."]
     ins = data["instructions"]
+    app = data.get("application_thread", {})
+    alone = data.get("application_requests", {})
     lines = [
-        f"### Instructions per request (callgrind, {data['requests']} requests, live endpoint, "
-        "all threads)",
+        f"### Instructions per request (callgrind, {data['requests']} requests, live endpoint)",
         "",
-        "| configuration | instructions/request | × vanilla | × logfire |",
-        "|---|---|---|---|",
+        "All threads over the window: the requests, then a flush of every signal. The "
+        "application's thread: its requests alone, before that flush (the batch processors "
+        "export on the thread that flushes, so its flush depends on how much was still queued).",
+        "",
     ]
-    for name, value in ins.items():
-        vs = [
-            f"{value / ins[base]:.2f}" if base in ins else "n/a" for base in ("vanilla", "logfire")
+    split = bool(alone)
+    if split:
+        lines += [
+            "| configuration | all threads | × vanilla | × logfire "
+            "| application thread, requests | × vanilla | × logfire |",
+            "|---|---|---|---|---|---|---|",
         ]
-        lines.append(f"| {CONFIGS[name].label} | {value:,.0f} | {' | '.join(vs)} |")
+    else:
+        lines += [
+            "| configuration | all threads | × vanilla | × logfire |",
+            "|---|---|---|---|",
+        ]
+
+    def ratios(values: dict[str, float], name: str) -> list[str]:
+        value = values.get(name)
+        if value is None:
+            return ["n/a"] * 3
+        return [f"{value:,.0f}"] + [
+            f"{value / values[base]:.2f}" if base in values else "n/a"
+            for base in ("vanilla", "logfire")
+        ]
+
+    for name in ins:
+        cells = ratios(ins, name) + (ratios(alone, name) if split else [])
+        lines.append(f"| {CONFIGS[name].label} | {' | '.join(cells)} |")
     if spans and "ours" in ins and "ours-bare" in ins:
         lines += [
             "",
             f"Enrichment: {(ins['ours'] - ins['ours-bare']) / spans:,.0f} instructions per span "
             f"({spans:.2f} spans/request; everything on minus enrichers removed).",
         ]
-        app = data.get("application_thread", {})
-        if "ours" in app and "ours-bare" in app:
-            # The enrichers run where spans end, on the application's thread; the batch
-            # processors' export threads are left out. The thread also runs the window's
-            # final flush: one collection and export of every metric.
+        # The enrichers run where spans end, on the application's thread; its requests
+        # alone leave out the export threads and the flush (our own metrics export there).
+        if "ours" in alone and "ours-bare" in alone:
+            lines.append(
+                f"On the application's thread, its requests alone: "
+                f"{(alone['ours'] - alone['ours-bare']) / spans:,.0f} instructions per span "
+                f"(everything on {alone['ours']:,.0f}, enrichers removed "
+                f"{alone['ours-bare']:,.0f} per request)."
+            )
+        elif "ours" in app and "ours-bare" in app:  # figures from before the split
             lines.append(
                 f"On the application's thread alone: "
                 f"{(app['ours'] - app['ours-bare']) / spans:,.0f} instructions per span "

@@ -225,6 +225,8 @@ def main() -> None:
         one_request(app, n)
         if n == half:
             rss_mid = _rss_kib()  # linear growth vs a level reached: a leak vs a buffer filling
+    if toggle is not None:
+        toggle.oxbench_mark()  # the requests apart from the flush, on this thread
     if args.flush:
         _flush(args.config, logfire)
     # process_time: CPU of every thread of the process (the request thread, the batch

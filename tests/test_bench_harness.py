@@ -109,21 +109,44 @@ def test_paired_ratios_are_taken_round_by_round() -> None:
 def test_instructions_are_read_per_thread_and_the_enrichment_on_the_application_thread(
     tmp_path: Path,
 ) -> None:
-    """callgrind's --separate-threads files, one per thread: each read once, by its
-    thread's number; the report's total counts every thread, its application-thread line
-    the main thread (01) alone."""
-    for number, total in enumerate((5_000, 700, 300), start=1):
-        (tmp_path / f"callgrind.out.4242-{number:02d}").write_text(
-            f"events: Ir\nsummary: {total}\ntotals: {total}\n"
+    """callgrind's --separate-threads files as valgrind 3.x writes them when the main
+    thread dumps its counts between the requests and the flush: a part-1 file for the
+    main thread alone (the requests), then one file per thread at exit, the main
+    thread's with a wrapped-around "summary:" and its flush as "totals:". The total
+    counts every part of every thread; the application thread's requests are its part
+    1 alone, and the enrichment line reads them."""
+    files = {
+        "callgrind.out.4242.1-01": ("Client Request: requests", 5_000, 5_000),
+        "callgrind.out.4242-01": ("Program termination", 2**64 - 5_000 + 900, 900),
+        "callgrind.out.4242-02": ("Program termination", 0, 700),
+        "callgrind.out.4242-03": ("Program termination", 0, 300),
+    }
+    for name, (trigger, summary, totals) in files.items():
+        (tmp_path / name).write_text(
+            f"version: 1\ncreator: callgrind-3.22.0\npid: 4242\npart: 1\n"
+            f"desc: Trigger: {trigger}\nevents: Ir\nsummary: {summary}\ntotals: {totals}\n"
         )
-    assert bench.thread_instructions(tmp_path) == {1: 5_000, 2: 700, 3: 300}
+    assert bench.thread_instructions(tmp_path) == {1: 5_900, 2: 700, 3: 300}
+    assert bench.request_instructions(tmp_path) == 5_000
+    (tmp_path / "callgrind.out.4242.1-01").unlink()  # no dump: no requests-only figure
+    assert bench.request_instructions(tmp_path) is None
+
     data = {
         "requests": 10,
-        "instructions": {"ours": 600.0, "ours-bare": 470.0},
-        "application_thread": {"ours": 500.0, "ours-bare": 400.0},
+        "instructions": {"vanilla": 800.0, "ours": 600.0, "ours-bare": 470.0},
+        "application_thread": {"vanilla": 700.0, "ours": 500.0, "ours-bare": 400.0},
+        "application_requests": {"vanilla": 640.0, "ours": 480.0, "ours-bare": 390.0},
     }
     lines = bench.report_callgrind(data, spans=2.0)
+    ours = next(line for line in lines if line.startswith("| otel-excellence, everything on |"))
+    assert ours.split(" | ")[1:5] == ["600", "0.75", "n/a", "480"]
     assert "Enrichment: 65 instructions per span" in lines[-2]
+    assert lines[-1].startswith(
+        "On the application's thread, its requests alone: 45 instructions per span"
+    )
+    # Figures saved before the split still report the whole application thread.
+    del data["application_requests"]
+    lines = bench.report_callgrind(data, spans=2.0)
     assert lines[-1].startswith("On the application's thread alone: 50 instructions per span")
 
 
