@@ -123,7 +123,11 @@ class FastHistogram(_Instrument):
         exemplar = (
             (value, time.time_ns(), context) if context is not None and self._exemplars else None
         )
-        with cell.lock:
+        # acquire()/release(), not a with block: on CPython 3.11 ``with lock`` costs about
+        # 1,950 instructions, the two calls about 900 (docs/reliability.md).
+        lock = cell.lock
+        lock.acquire()
+        try:
             cell.count += 1
             cell.sum += value
             cell.counts[index] += 1
@@ -133,6 +137,8 @@ class FastHistogram(_Instrument):
                 cell.max = value
             if exemplar is not None:
                 cell.exemplars[index] = exemplar
+        finally:
+            lock.release()
 
 
 class FastCounter(_Instrument):
@@ -142,10 +148,14 @@ class FastCounter(_Instrument):
         exemplar = (  # the span that counted it, as in record()
             (amount, time.time_ns(), context) if context is not None and self._exemplars else None
         )
-        with cell.lock:
+        lock = cell.lock  # as in record()
+        lock.acquire()
+        try:
             cell.sum += amount
             if exemplar is not None:
                 cell.exemplars[0] = exemplar
+        finally:
+            lock.release()
 
 
 class FastMetrics:

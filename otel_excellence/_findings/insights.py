@@ -663,7 +663,7 @@ class SpanInsights:
                 key,
                 _db_attributes(pattern.system, pattern.operation, statement=statement, route=route),
             )
-            self._n_plus_one.add(cell, 1, span.context)
+            self._n_plus_one.add(cell, 1, span._context)
 
     def _failed(
         self,
@@ -691,7 +691,7 @@ class SpanInsights:
                     sc.ERROR_FINGERPRINT: print_,
                 },
             )
-            self._errors.add(cell, 1, span.context)
+            self._errors.add(cell, 1, span._context)
 
     def _database(
         self,
@@ -732,7 +732,7 @@ class SpanInsights:
             if failed_as is None:
                 call.cell = cell
         if not (self._dbapi_records_duration and getattr(span, lineage.DBAPI_TIMED, False)):
-            self._duration.record(cell, seconds, span.context)
+            self._duration.record(cell, seconds, span._context)
         if seconds >= self.slow_threshold_s:
             changes = changes if changes is not None else SpanChanges()
             changes.attributes[sc.DB_SLOW] = True
@@ -740,7 +740,7 @@ class SpanInsights:
             slow = self._slow.cells.get(named) or self._slow.cell(
                 named, _db_attributes(call.system, operation)
             )
-            self._slow.add(slow, 1, span.context)
+            self._slow.add(slow, 1, span._context)
         # lineage.local_root and parent_of, without two calls
         root = getattr(span, lineage.ROOT, None)
         if normalized is None or root is None:
