@@ -466,9 +466,10 @@ def callgrind_parts(out: Path) -> list[tuple[int, str, int]]:
     """(thread, trigger, instructions) of each of callgrind's ``--separate-threads``
     files: ``callgrind.out.<pid>-<thread>`` at exit, ``callgrind.out.<pid>.<part>-<thread>``
     for a dump made by oxbench_mark() (of the calling thread only)."""
-    parts = []
+    parts: list[tuple[int, str, int]] = []
     for path in out.iterdir():
-        thread, trigger, total = int(path.name.rsplit("-", 1)[1]) if "-" in path.name else 1, "", 0
+        thread = int(path.name.rsplit("-", 1)[1]) if "-" in path.name else 1
+        trigger, total = "", 0
         for line in path.read_text(errors="replace").splitlines():
             if line.startswith("desc: Trigger: "):
                 trigger = line.removeprefix("desc: Trigger: ")
