@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,6 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from tests.launch import instrumented
 from tests.support import promql
@@ -137,7 +142,13 @@ def run(
             assert prometheus.wait_for(
                 f'otelcol_exporter_send_failed_log_records_total{{job="{GATEWAY_JOB}"}}', 60
             ), collector.log()[-3000:]
-            assert wait_until(lambda: _rules_evaluated_since(prometheus, ended + 3), 90)
+            assert wait_until(
+                lambda: _still_failing_to_loki(collector, prometheus), 90, interval=1.0
+            ), collector.log()[-3000:]
+            failing = time.time()
+            assert wait_until(
+                lambda: _rules_evaluated_since(prometheus, max(ended + 3, failing)), 90
+            )
             # The issues table's subqueries step every $__interval (15 s, aligned to the
             # clock): let one step pass after the workload's last samples.
             time.sleep(max(0.0, ended + 16 - time.time()))
@@ -146,6 +157,36 @@ def run(
         finally:
             collector.stop()
             tempo.stop()
+
+
+def _still_failing_to_loki(collector: Collector, prometheus: Prometheus) -> bool:
+    """One more log record for the dead Loki, then whether the alert's failure rate (the
+    recording rule) sees the failures. rate() needs the failed counter to rise after its
+    first sample: when every export of the workload's logs failed before the gateway
+    first reported the counter, it appears at its final value and its rate is 0 (CI saw
+    the alert missing once). A real outage goes on failing; this one does too."""
+    service = KeyValue(key="service.name", value=AnyValue(string_value=SERVICE))
+    record = LogRecord(time_unix_nano=time.time_ns(), body=AnyValue(string_value="still"))
+    request = ExportLogsServiceRequest(
+        resource_logs=[
+            ResourceLogs(
+                resource=Resource(attributes=[service]),
+                scope_logs=[ScopeLogs(log_records=[record])],
+            )
+        ]
+    )
+    post = urllib.request.Request(
+        f"http://127.0.0.1:{collector.http_port}/v1/logs",
+        data=request.SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+    )
+    with urllib.request.urlopen(post, timeout=10):  # noqa: S310 - the gateway on loopback
+        pass
+    return bool(
+        prometheus.query(
+            'otelcol:exporter_send_failed_items:rate5m{exporter="otlp_http/loki",signal="logs"} > 0'
+        )
+    )
 
 
 def _rules_evaluated_since(prometheus: Prometheus, moment: float) -> bool:
